@@ -1,0 +1,1 @@
+"""Adversarial attacks from torchattacks, built from the ``attack`` config group."""

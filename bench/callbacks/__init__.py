@@ -1,0 +1,1 @@
+"""Evaluation as Lightning callbacks; each reads ``outputs["logits"]`` of the module's ``test_step``."""

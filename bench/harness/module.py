@@ -1,0 +1,88 @@
+"""The base LightningModule of the suite: several optimizer steps per Lightning step.
+
+Why: Lightning's per-step machinery (hooks, logging, progress bar, closures) costs about as much as a
+small MLP's step; tasks that run 10^4-10^5 steps would spend most of their time in it. The in-memory
+training loader hands one Lightning step a chunk (list) of minibatches; ``training_step`` runs one manual
+optimizer step per minibatch (``manual_backward`` keeps DDP gradient sync and precision plugins working).
+A plain (non-list) batch is one optimizer step, so the module also works with any ordinary DataLoader.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+
+class BenchModule(L.LightningModule):
+    """Subclass and implement :meth:`training_loss` (or override :meth:`training_step` entirely, e.g. for
+    closed-form fits with no optimizer: then return ``None`` from :meth:`configure_optimizers`).
+
+    Args:
+        net: the network; ``forward(x)`` returns logits.
+        optimizer: a factory ``params -> torch.optim.Optimizer`` (a Hydra ``_partial_``), or ``None``.
+        scheduler: a factory ``optimizer -> LRScheduler`` stepped once per epoch, or ``None``.
+    """
+
+    def __init__(
+        self,
+        net: nn.Module | None = None,
+        optimizer: Callable[..., torch.optim.Optimizer] | None = None,
+        scheduler: Callable[..., Any] | None = None,
+    ) -> None:
+        super().__init__()
+        self.net = net
+        self.optimizer_factory = optimizer
+        self.scheduler_factory = scheduler
+        self.automatic_optimization = False
+
+    # -- what a task implements ----------------------------------------------------------------------------
+    def forward(self, x: Tensor) -> Tensor:
+        assert self.net is not None, "BenchModule without a net must override forward"
+        return self.net(x)
+
+    def training_loss(self, batch: dict[str, Tensor]) -> Tensor:
+        """Loss of one minibatch; default: cross-entropy of the logits."""
+        return F.cross_entropy(self(batch["x"]), batch["y"])
+
+    # -- training ------------------------------------------------------------------------------------------
+    def optimizer_step_on(self, batch: dict[str, Tensor]) -> Tensor:
+        """One optimizer step on one minibatch; returns the detached loss."""
+        opt = self.optimizers()
+        loss = self.training_loss(batch)
+        opt.zero_grad(set_to_none=True)
+        self.manual_backward(loss)
+        opt.step()
+        return loss.detach()
+
+    def training_step(self, batch: Any, batch_idx: int) -> Tensor:
+        batches = batch if isinstance(batch, list) else [batch]
+        total = torch.zeros((), device=self.device)
+        for b in batches:
+            total += self.optimizer_step_on(b)
+        mean = total / len(batches)
+        self.log("train/loss", mean, on_step=False, on_epoch=True, prog_bar=True)
+        return mean
+
+    def on_train_epoch_end(self) -> None:
+        sch = self.lr_schedulers()
+        if sch is not None:
+            sch.step()
+
+    def configure_optimizers(self) -> Any:
+        if self.optimizer_factory is None:
+            return None
+        opt = self.optimizer_factory(params=[p for p in self.parameters() if p.requires_grad])
+        if self.scheduler_factory is None:
+            return opt
+        return {"optimizer": opt, "lr_scheduler": self.scheduler_factory(optimizer=opt)}
+
+    # -- evaluation: the harness's callbacks read ``outputs["logits"]`` ------------------------------------
+    def test_step(self, batch: dict[str, Tensor], batch_idx: int) -> dict[str, Tensor]:
+        return {"logits": self(batch["x"])}
+
+    def predict_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
+        return self(batch["x"])

@@ -1,0 +1,2 @@
+"""Shared metrics as torchmetrics ``Metric``s: their states are summed across processes, so they are exact
+under DDP."""

@@ -1,0 +1,27 @@
+"""Shared fixtures: run a task in-process, composed exactly as ``bench fit`` composes it."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+os.environ.setdefault("WANDB_MODE", "offline")
+os.environ.setdefault("WANDB_SILENT", "true")
+
+
+@pytest.fixture
+def run_bench(tmp_path):
+    """``run_bench(["task=x", "profile=smoke", ...]) -> record``: results and run folders go to tmp_path,
+    loggers off unless the overrides name one."""
+    from bench.harness.config import compose
+    from bench.harness.run import run_fit
+
+    def _run(overrides: list[str]) -> dict:
+        base = [f"results_dir={tmp_path / 'results'}", f"work_dir={tmp_path / 'runs'}", "print_summary=false"]
+        if not any(o.startswith("logger=") for o in overrides):
+            base.append("logger=none")
+        cfg = compose(list(overrides) + base)
+        return run_fit(cfg)
+
+    return _run
