@@ -123,6 +123,11 @@ class RunContext:
             self.metrics.update(saved["metrics"])
             self.validity.update(saved["validity"])
             return saved["metrics"]
+        init = self.cfg.get("init_weights")
+        if init and stage == "main":
+            # start from given weights (fine-tuning; with trainer.max_epochs=0, evaluating a checkpoint)
+            state = torch.load(str(init), map_location="cpu", weights_only=False)
+            module.load_state_dict(state.get("state_dict", state))
         cbs = (self.config_callbacks() if callbacks is None else list(callbacks)) + list(extra_callbacks)
         trainer = self.trainer(stage, cbs, **trainer_overrides)
         last = sdir / "last.ckpt"

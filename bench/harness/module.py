@@ -64,7 +64,7 @@ class BenchModule(L.LightningModule):
         for b in batches:
             total += self.optimizer_step_on(b)
         mean = total / len(batches)
-        self.log("train/loss", mean, on_step=False, on_epoch=True, prog_bar=True)
+        self.log("train/loss", mean, on_step=False, on_epoch=True, prog_bar=True, batch_size=1)
         return mean
 
     def on_train_epoch_end(self) -> None:

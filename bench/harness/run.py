@@ -47,9 +47,10 @@ def _build_loggers(cfg: DictConfig, run_dir: Path, run_id: str, resume: bool, ra
             if (resume or rank > 0) and id_file.is_file():
                 wid = id_file.read_text().strip()
             else:
-                import wandb
+                import secrets
+                import string
 
-                wid = wandb.util.generate_id()
+                wid = "".join(secrets.choice(string.ascii_lowercase + string.digits) for _ in range(8))
                 if rank == 0:
                     id_file.write_text(wid)
             kwargs = {"id": wid, "save_dir": str(run_dir), "name": f"{cfg.task.name}-{run_id}", "resume": "allow"}
@@ -63,12 +64,37 @@ def _build_loggers(cfg: DictConfig, run_dir: Path, run_id: str, resume: bool, ra
     return loggers, wandb_logger
 
 
+def user_error(e: BaseException) -> BenchError | None:
+    """The BenchError behind ``e``, if any (Hydra's instantiate wraps errors raised in constructors)."""
+    seen = 0
+    while e is not None and seen < 10:
+        if isinstance(e, BenchError):
+            return e
+        e = e.__cause__ or e.__context__  # type: ignore[assignment]
+        seen += 1
+    return None
+
+
+def quiet_lightning() -> None:
+    """Silence Lightning's banner lines and the warnings that do not apply to in-memory loaders."""
+    import logging
+    import warnings
+
+    for name in ("lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities.rank_zero",
+                 "lightning.pytorch.accelerators.cuda"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    for msg in (".*Skipping val loop.*", ".*does not have many workers.*", ".*isinstance\\(treespec, LeafSpec\\).*",
+                ".*ambiguous collection.*", ".*The number of training batches.*", ".*litlogger.*"):
+        warnings.filterwarnings("ignore", message=msg)
+
+
 def run_fit(cfg: DictConfig) -> dict:
     """Run the task's protocol with ``cfg`` and write its record; returns the record (on rank 0; other ranks
     return it too but do not write)."""
     import lightning as L
     from hydra.utils import instantiate
 
+    quiet_lightning()
     from bench.harness.context import RunContext
 
     t0 = time.time()
@@ -86,14 +112,17 @@ def run_fit(cfg: DictConfig) -> dict:
 
     loggers, wandb_logger = _build_loggers(cfg, run_dir, run_id, resume, rank)
     ctx = RunContext(cfg, run_dir, loggers, resume)
-    protocol = instantiate(cfg.task.protocol, _partial_=True)
     try:
+        protocol = instantiate(cfg.task.protocol, _partial_=True)
         protocol(ctx)
-    except BaseException:
+    except BaseException as e:
         if wandb_logger is not None:
             import wandb
 
             wandb.finish(exit_code=1)
+        cause = user_error(e)
+        if cause is not None:
+            raise cause from None
         raise
 
     record: dict[str, Any] = {

@@ -1,0 +1,1 @@
+"""Result records -> Markdown / HTML / CSV tables and plots (one deterministic generator)."""

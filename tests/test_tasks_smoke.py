@@ -1,0 +1,79 @@
+"""Every task under the smoke profile, every experiment file under smoke, reproducibility, resume, NaN guard."""
+
+import json
+
+import pytest
+
+from bench.harness.record import FIELDS
+from bench.harness.registry import options, tasks
+
+
+@pytest.mark.parametrize("task", sorted(tasks()))
+def test_every_task_runs_under_smoke_and_writes_a_complete_record(task, run_bench, tmp_path):
+    rec = run_bench([f"task={task}", "profile=smoke"])
+    path = tmp_path / "results" / task / f"{rec['run_id']}.json"
+    on_disk = json.loads(path.read_text())
+    assert set(FIELDS) <= set(on_disk)
+    assert on_disk["task"] == task and on_disk["profile"] == "smoke"
+    assert on_disk["metrics"], "a run must report metrics"
+    for m in on_disk["headline_metrics"]:
+        assert m in on_disk["metrics"], f"headline metric {m} missing from the record"
+    for c in on_disk["claims"]:
+        assert set(c) >= {"name", "passed", "measured", "expected", "trend"}
+
+
+def _experiment_task(name: str) -> str:
+    for t in sorted(tasks(), key=len, reverse=True):
+        if name.startswith(t + "_"):
+            return t
+    raise AssertionError(f"experiment {name} does not start with a task name")
+
+
+@pytest.mark.parametrize("experiment", options("experiment"))
+def test_every_experiment_composes_and_runs_shrunk(experiment, run_bench):
+    task = _experiment_task(experiment)
+    rec = run_bench([f"task={task}", f"experiment={experiment}", "profile=smoke"])
+    assert rec["metrics"]
+
+
+def test_same_config_and_seed_give_the_same_numbers(run_bench):
+    a = run_bench(["task=neural_collapse", "profile=smoke", "attack=none", "seed=3"])
+    b = run_bench(["task=neural_collapse", "profile=smoke", "attack=none", "seed=3"])
+    c = run_bench(["task=neural_collapse", "profile=smoke", "attack=none", "seed=4"])
+    assert a["run_id"] == b["run_id"] != c["run_id"]
+    assert a["metrics"] == b["metrics"]
+    assert a["metrics"]["test/acc"] is not None
+
+
+def test_resume_continues_instead_of_starting_over(run_bench, tmp_path):
+    base = ["task=neural_collapse", "profile=smoke", "attack=none", "method=st", "trainer.max_epochs=2"]
+    first = run_bench(base)
+    ckpt = tmp_path / "runs" / "neural_collapse" / first["run_id"] / "stages" / "main" / "last.ckpt"
+    assert ckpt.is_file()
+    # the finished stage is reloaded, not retrained: same numbers, no new checkpoint write
+    mtime = ckpt.stat().st_mtime_ns
+    again = run_bench(base + ["ckpt_path=last"])
+    assert again["metrics"] == first["metrics"] and ckpt.stat().st_mtime_ns == mtime
+    # an interrupted stage (no done marker) continues from its last checkpoint: the epoch counter goes on
+    (ckpt.parent / "done.json").unlink()
+    import torch
+
+    epoch_before = torch.load(ckpt, weights_only=False)["epoch"]
+    more = run_bench(base[:-1] + ["trainer.max_epochs=3", "ckpt_path=last", f"run_id={first['run_id']}"])
+    assert torch.load(ckpt, weights_only=False)["epoch"] == epoch_before + 1
+    assert more["metrics"]["test/acc"] is not None
+
+
+def test_resume_without_an_earlier_run_is_a_clear_error(run_bench):
+    from bench.harness.errors import BenchError
+
+    with pytest.raises(BenchError, match="no earlier run"):
+        run_bench(["task=neural_collapse", "profile=smoke", "ckpt_path=last"])
+
+
+def test_nan_loss_stops_the_run_without_a_record(run_bench, tmp_path):
+    from bench.harness.errors import NonFiniteLossError
+
+    with pytest.raises(NonFiniteLossError, match="non-finite training loss"):
+        run_bench(["task=neural_collapse", "profile=smoke", "attack=none", "optimizer.lr=1e30"])
+    assert not list((tmp_path / "results").rglob("*.json"))
