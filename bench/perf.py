@@ -98,7 +98,7 @@ def harness_fit(dm: DigitsDataModule, epochs: int, seed: int, tmp: str, checkpoi
     timer = EpochTimer()
     cbs: list = [timer]
     if checkpoint:
-        cbs.append(ModelCheckpoint(dirpath=tmp, save_last=True, save_top_k=0, every_n_epochs=1))
+        cbs.append(ModelCheckpoint(dirpath=tmp, filename="last", save_top_k=1, every_n_epochs=1, enable_version_counter=False))
     trainer = L.Trainer(accelerator="cpu", devices=1, max_epochs=epochs, logger=False, callbacks=cbs,
                         enable_checkpointing=checkpoint, enable_model_summary=False, enable_progress_bar=True,
                         num_sanity_val_steps=0, inference_mode=False, log_every_n_steps=1, default_root_dir=tmp)

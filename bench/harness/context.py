@@ -79,7 +79,9 @@ class RunContext:
         every = int(self.cfg.get("checkpoint_every_n_epochs", 1) or 0) if checkpoint else 0
         cbs = list(callbacks)
         if every > 0:
-            cbs.append(ModelCheckpoint(dirpath=self.stage_dir(stage), save_last=True, save_top_k=0, every_n_epochs=every))
+            # one rolling file, last.ckpt, rewritten every `every` epochs (save_last alone only links to top-k saves)
+            cbs.append(ModelCheckpoint(dirpath=self.stage_dir(stage), filename="last", save_top_k=1, save_last=False,
+                                       every_n_epochs=every, enable_version_counter=False))
         tcfg = OmegaConf.to_container(self.cfg.trainer, resolve=True)
         tcfg.update(overrides)
         return instantiate(tcfg, callbacks=cbs, logger=self.loggers or False,

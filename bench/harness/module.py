@@ -54,9 +54,42 @@ class BenchModule(L.LightningModule):
         opt = self.optimizers()
         loss = self.training_loss(batch)
         opt.zero_grad(set_to_none=True)
-        self.manual_backward(loss)
-        opt.step()
+        if self._direct_steps:
+            loss.backward()
+            opt._on_before_step()  # keeps Lightning's step counter (global_step) exact
+            opt.optimizer.step()
+            opt._on_after_step()
+        else:
+            self.manual_backward(loss)
+            opt.step()
         return loss.detach()
+
+    def on_train_start(self) -> None:
+        self._direct_steps = self._can_step_directly()
+
+    _direct_steps = False
+
+    def _can_step_directly(self) -> bool:
+        """Whether backward and step may skip Lightning's strategy / precision / hook dispatch without any
+        observable difference: one process, no gradient scaler, and no callback or module that listens to the
+        per-step hooks. Otherwise (DDP, fp16 AMP, a gradient-logging callback) every step goes through
+        ``manual_backward`` and ``LightningOptimizer.step``."""
+        from lightning.pytorch.strategies import SingleDeviceStrategy
+        from lightning.pytorch.utilities.model_helpers import is_overridden
+
+        trainer = self.trainer
+        if type(trainer.strategy) is not SingleDeviceStrategy:
+            return False
+        if getattr(trainer.precision_plugin, "scaler", None) is not None:
+            return False
+        hooks = ("on_before_backward", "on_after_backward", "on_before_optimizer_step")
+        listeners = [self, *trainer.callbacks]
+        for hook in hooks:
+            for obj in listeners:
+                parent = L.LightningModule if obj is self else L.Callback
+                if is_overridden(hook, obj, parent):
+                    return False
+        return True
 
     def training_step(self, batch: Any, batch_idx: int) -> Tensor:
         batches = batch if isinstance(batch, list) else [batch]
