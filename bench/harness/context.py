@@ -84,8 +84,17 @@ class RunContext:
                                        every_n_epochs=every, enable_version_counter=False))
         tcfg = OmegaConf.to_container(self.cfg.trainer, resolve=True)
         tcfg.update(overrides)
+        self._prefix_loggers(stage)
         return instantiate(tcfg, callbacks=cbs, logger=self.loggers or False,
                            default_root_dir=str(self.stage_dir(stage)), enable_checkpointing=every > 0)
+
+    def _prefix_loggers(self, stage: str) -> None:
+        """Loggers name a stage's metrics as the record does (``<stage>/<name>`` except for ``main``), so stages
+        that log the same names do not collide in W&B / CSV. Uses the loggers' own ``prefix`` mechanism."""
+        for lg in self.loggers:
+            if hasattr(lg, "_prefix"):
+                lg._prefix = "" if stage == "main" else stage
+                lg.LOGGER_JOIN_CHAR = "/"
 
     def _name(self, stage: str, key: str) -> str:
         return key if stage == "main" else f"{stage}/{key}"
@@ -178,6 +187,7 @@ class RunContext:
         """Metrics computed outside a Lightning stage (closed-form results, cross-stage summaries)."""
         out = {self._name(stage, k): clean_number(v) for k, v in metrics.items()}
         self.metrics.update(out)
+        self._prefix_loggers("main")  # the names above are already the record's names
         for lg in self.loggers:
             lg.log_metrics({k: v for k, v in out.items() if v is not None})
 
