@@ -35,7 +35,7 @@ def test_verify_runs_then_reuses_records_and_exit_code_follows_claims(tmp_path, 
     out = capsys.readouterr().out
     assert out.count("running ") == 3 and "claims" in out
     summary = json.loads((tmp_path / "results" / "neural_collapse" / "verify" / "latest.json").read_text())
-    assert {c["name"][:3] for c in summary["claims"]} == {"(a)", "(b)", "(c)", "(d)", "(e)"}
+    assert {c["name"].split(")")[0] + ")" for c in summary["claims"]} == {"(a1)", "(a2)", "(b)", "(c)", "(d)", "(e)"}
     gate = all(c["passed"] for c in summary["claims"] if not c["trend"])
     assert code == (0 if gate else 1) and summary["passed"] == gate
     run_verify(args)

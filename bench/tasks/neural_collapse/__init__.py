@@ -1,1 +1,18 @@
-"""Task ``neural_collapse``: robustness of neural collapse (Su et al., arXiv:2311.07444)."""
+"""Task ``neural_collapse``: robustness of neural collapse (Su, Li, Tsiligkaridis & Yin, arXiv:2311.07444).
+
+Methods (``method=``): ``st`` standard training, ``at`` PGD adversarial training (Madry et al.), ``trades``
+(Zhang et al., beta = 6). One run = one method and seed; ``bench verify`` runs all three.
+
+Record metrics besides the harness's ``test/acc``, ``test/worst_class_acc``, ``test/robust_acc``:
+  ``nc/init/clean/nc1``                    NC1 of clean training features before training (last hidden layer)
+  ``nc/<kind>/nc1``                         NC1 of the last hidden layer's training features, kind = clean | pgd | noise
+  ``nc/<kind>/nc2_equinorm``, ``..._equiangle`` (class means) and ``..._w`` (classifier rows)
+  ``nc/<kind>/nc3``                         self-duality of classifier and class means
+  ``nc/<kind>/nc4``, ``nc/<kind>/ncc_acc``, ``nc/<kind>/net_acc``  nearest-class-centre vs network predictions,
+                                            features of (perturbed) training inputs, clean class means
+  ``nc/<kind>/align_cos``                   mean cosine between perturbed and clean centred class means
+  ``nc/layer<k>/<kind>/nc1``                NC1 of hidden layer k (1-based, earlier layers)
+  ``nc/test_pgd/ncc_acc``, ``nc/test_pgd/net_acc``  NCC and network accuracy on PGD test inputs
+Metric conventions are stated in :mod:`bench.metrics.neural_collapse`. PGD here is l_inf PGD with the ``attack``
+config (random start, 10 steps); noise is uniform in the same l_inf ball.
+"""

@@ -41,7 +41,8 @@ class NeuralCollapseCallback(L.Callback):
     """Computes the metrics at test time (they go into the record) and every ``every_n_epochs`` during training
     (logged as ``nc_train/...`` to follow the terminal phase).
 
-    Metric names: ``nc/<kind>/<metric>`` for the last hidden layer and ``nc/layer<k>/<kind>/<metric>`` for hidden
+    Metric names: ``nc/init/clean/nc1`` (before training), ``nc/<kind>/<metric>`` for the last hidden layer and
+    ``nc/layer<k>/<kind>/<metric>`` for hidden
     layer k (1-based); kind in clean / pgd / noise. ``nc/pgd/align_cos``: alignment of the perturbed simplex with
     the clean one. ``nc/test_pgd/ncc_acc`` and ``nc/test_pgd/net_acc``: NCC and network accuracy on PGD test
     inputs (the NCC uses the clean training means).
@@ -55,6 +56,7 @@ class NeuralCollapseCallback(L.Callback):
         self.eps = float(eps[0] if hasattr(eps, "__getitem__") else eps)
         self.every_n_epochs = every_n_epochs
         self.max_train_samples = max_train_samples
+        self.init: dict[str, float] = {}
 
     def _perturb(self, kind: str, net: nn.Module, x: Tensor, y: Tensor, gen: torch.Generator) -> Tensor:
         if kind == "clean":
@@ -127,6 +129,37 @@ class NeuralCollapseCallback(L.Callback):
             net.train(was_training)
         return out
 
+    @torch.no_grad()
+    def clean_nc1(self, trainer: L.Trainer, pl_module: L.LightningModule) -> dict[str, float]:
+        """NC1 of clean training features per hidden layer (``nc/init/...`` before training)."""
+        net, dm = pl_module.net, trainer.datamodule
+        rec = FeatureRecorder(net)
+        stats: list[ClassFeatureStatistics] = []
+        try:
+            for batch in dm.train_eval_dataloader():
+                x, y = batch["x"].to(pl_module.device), batch["y"].to(pl_module.device)
+                _, feats = rec(net, x)
+                if not stats:
+                    stats = [ClassFeatureStatistics(dm.num_classes, f.flatten(1).shape[1]).to(pl_module.device) for f in feats]
+                for st, f in zip(stats, feats):
+                    st.update(f, y)
+        finally:
+            rec.close()
+        n = len(stats)
+        return {("nc/init/clean/nc1" if i == n - 1 else f"nc/layer{i + 1}/init/clean/nc1"): nc1(st.compute()) for i, st in enumerate(stats)}
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        # "collapse" is measured against the start: keep NC1 at initialisation (restored from the checkpoint
+        # when a run resumes, so it is always the value before the first step)
+        if not self.init:
+            self.init = self.clean_nc1(trainer, pl_module)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"init": dict(self.init)}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.init = dict(state_dict.get("init", {}))
+
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         e = trainer.current_epoch + 1
         if self.every_n_epochs and e % self.every_n_epochs == 0:
@@ -135,4 +168,4 @@ class NeuralCollapseCallback(L.Callback):
             pl_module.log_dict({k.replace("nc/", "nc_train/", 1): v for k, v in m.items() if k in keep}, sync_dist=False)
 
     def on_test_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        pl_module.log_dict(self.evaluate(trainer, pl_module), sync_dist=False)
+        pl_module.log_dict({**self.init, **self.evaluate(trainer, pl_module)}, sync_dist=False)
