@@ -141,9 +141,11 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="bench perf")
     p.add_argument("--epochs", type=int, default=30)
     p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's own)")
     a = p.parse_args(argv)
-    torch.set_num_threads(max(1, torch.get_num_threads()))
-    dm_chunk = DigitsDataModule(batch_size=128, eval_batch_size=128, steps_per_call=0, seed=0)
+    if a.threads:
+        torch.set_num_threads(a.threads)
+    dm_chunk = DigitsDataModule(batch_size=128, steps_per_call=0, seed=0)  # default eval batch (1024)
     dm_plain = DigitsDataModule(batch_size=128, eval_batch_size=128, steps_per_call=None, seed=0)
     dm_chunk.setup(), dm_plain.setup()
     res: dict[str, list[float]] = {k: [] for k in ("hand", "harness_steps", "harness_fit", "plain_steps", "raw_pgd", "cb_pgd", "cb_pgd_test", "cb_pgd_validity")}

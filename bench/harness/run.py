@@ -108,6 +108,11 @@ def run_fit(cfg: DictConfig) -> dict:
     if not resume and run_dir.is_dir() and rank == 0:
         shutil.rmtree(run_dir / "stages", ignore_errors=True)  # a fresh run starts from nothing
     run_dir.mkdir(parents=True, exist_ok=True)
+    if cfg.get("num_threads"):
+        import torch
+
+        # small models on a shared machine run many times faster on one thread than on oversubscribed ones
+        torch.set_num_threads(int(cfg.num_threads))
     L.seed_everything(int(cfg.seed), workers=True, verbose=False)
 
     loggers, wandb_logger = _build_loggers(cfg, run_dir, run_id, resume, rank)
