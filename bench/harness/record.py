@@ -38,8 +38,7 @@ FIELDS = (
 )
 
 # Keys that do not change a run's numbers: they are left out of the config hash.
-HASH_EXCLUDE = ("results_dir", "work_dir", "logger", "ckpt_path", "run_id", "print_summary", "num_threads",
-                "trainer.enable_progress_bar")
+HASH_EXCLUDE = ("results_dir", "work_dir", "logger", "ckpt_path", "run_id", "print_summary", "trainer.enable_progress_bar")
 
 
 def _drop(cfg: dict, dotted: str) -> None:

@@ -45,7 +45,7 @@ def print_claims(claims: Iterable[dict | ClaimResult], title: str = "claims") ->
 
     t = Table(title=title)
     for col in ("claim", "measured", "expected", "result"):
-        t.add_column(col)
+        t.add_column(col, overflow="fold")
     for c in claims:
         c = c.to_dict() if isinstance(c, ClaimResult) else c
         res = "PASS" if c["passed"] else "FAIL"
