@@ -25,7 +25,9 @@ class FeatureRecorder:
         self.handles = [m.register_forward_hook(self._hook) for m in self.modules]
 
     def _hook(self, module: nn.Module, inp: Any, out: Tensor) -> None:
-        self.outputs.append(out)
+        # convolutional feature maps are averaged over space (one value per channel): NC statistics need a
+        # d x d covariance, and d = channels x height x width would not fit in memory
+        self.outputs.append(out.mean(dim=(2, 3)) if out.ndim == 4 else out)
 
     def __call__(self, net: nn.Module, x: Tensor) -> tuple[Tensor, list[Tensor]]:
         self.outputs = []
