@@ -200,6 +200,9 @@ class RunContext:
         """Save a matplotlib figure as PNG under the run's artifacts, record its path and log it to W&B."""
         path = self.artifact_path(name if name.endswith(".png") else f"{name}.png")
         fig.savefig(path, dpi=120, bbox_inches="tight", metadata={"Software": None})
+        import matplotlib.pyplot as plt
+
+        plt.close(fig)  # pyplot keeps every figure alive until closed
         self.artifacts[path.stem] = str(path)
         for lg in self.loggers:
             if hasattr(lg, "log_image"):

@@ -27,7 +27,9 @@ def run_identity(cfg: DictConfig) -> tuple[str, str, str]:
     map to the same run folder (``ckpt_path=last`` finds it) and the same record file."""
     c = resolved(cfg)
     h = config_hash(c)
-    g = config_hash(c, exclude=("seed", "data.seed"))
+    # the group (a leaderboard row: all seeds of one config) hashes the config *before* interpolation, so every
+    # value derived from ${seed} (data.seed, a stage's seed, ...) drops out with the seed itself
+    g = config_hash(OmegaConf.to_container(cfg, resolve=False), exclude=("seed",))
     run_id = str(cfg.get("run_id") or f"{h[:12]}")
     return run_id, h, g
 
