@@ -97,3 +97,15 @@ def test_cli_writes_the_tables(tmp_path):
                           "--out", str(tmp_path / "lb")], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert (tmp_path / "lb" / "alpha.md").read_text() == (GOLDEN / "alpha.md").read_text()
+
+
+def test_committed_leaderboard_matches_its_records(tmp_path):
+    """leaderboard/ is generated from leaderboard/records by `bench leaderboard --results leaderboard/records`."""
+    from bench.harness.record import load_records
+
+    root = Path(__file__).parents[1] / "leaderboard"
+    records = load_records(root / "records")
+    assert records
+    build_leaderboard(records, tmp_path)
+    for f in sorted(root.glob("*.md")) + sorted(root.glob("*.csv")) + [root / "index.html"]:
+        assert (tmp_path / f.name).read_text() == f.read_text(), f.name
