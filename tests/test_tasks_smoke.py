@@ -32,7 +32,8 @@ def _experiment_task(name: str) -> str:
 @pytest.mark.parametrize("experiment", options("experiment"))
 def test_every_experiment_composes_and_runs_shrunk(experiment, run_bench):
     task = _experiment_task(experiment)
-    rec = run_bench([f"task={task}", f"experiment={experiment}", "profile=smoke"])
+    # trainer=cpu: GPU-sized experiments are exercised here too (CI has no GPU)
+    rec = run_bench([f"task={task}", f"experiment={experiment}", "profile=smoke", "trainer=cpu"])
     assert rec["metrics"]
 
 
