@@ -38,7 +38,7 @@ class RobustAccuracyCallback(L.Callback):
         self.cfg = dict(attack)
         self.enabled = self.cfg.get("name", "none") != "none"
         eps = self.cfg.get("eps", [])
-        self.eps = [float(e) for e in (eps if isinstance(eps, (list, tuple)) or hasattr(eps, "__iter__") else [eps])]
+        self.eps = [float(e) for e in (eps if hasattr(eps, "__iter__") else [eps])]
         self.prefix = prefix
         v = dict(self.cfg.get("validity") or {})
         self.check = bool(v.get("enabled", True))

@@ -63,7 +63,7 @@ def check_choice(group: str, value: str) -> None:
         known = options(group)
     for v in value.split(","):  # multirun: task=a,b
         v = v.strip()
-        if v in ("null",) and group not in ("task",):
+        if v == "null" and group != "task":
             continue
         if v not in known:
             raise BenchError(f"unknown {group} {v!r}; known {group} options: {', '.join(known) or '(none)'}")

@@ -39,6 +39,14 @@ class FeatureRecorder:
             h.remove()
 
 
+def _update(stats: list[ClassFeatureStatistics], feats: list[Tensor], y: Tensor, num_classes: int) -> None:
+    """Add one batch of per-layer features to ``stats`` (created on the first batch, one per layer)."""
+    if not stats:
+        stats.extend(ClassFeatureStatistics(num_classes, f.flatten(1).shape[1]).to(f.device) for f in feats)
+    for st, f in zip(stats, feats):
+        st.update(f, y)
+
+
 class NeuralCollapseCallback(L.Callback):
     """Computes the metrics at test time (they go into the record) and every ``every_n_epochs`` during training
     (logged as ``nc_train/...`` to follow the terminal phase).
@@ -68,6 +76,16 @@ class NeuralCollapseCallback(L.Callback):
         with torch.enable_grad():
             return self.pgd(x, y)
 
+    def _train_batches(self, trainer: L.Trainer, pl_module: L.LightningModule) -> list[tuple[Tensor, Tensor]]:
+        """The training inputs every NC metric is computed on (at most ``max_train_samples``), on the device."""
+        out, seen = [], 0
+        for batch in trainer.datamodule.train_eval_dataloader():
+            if self.max_train_samples and seen >= self.max_train_samples:
+                break
+            out.append((batch["x"].to(pl_module.device), batch["y"].to(pl_module.device)))
+            seen += len(batch["y"])
+        return out
+
     @torch.no_grad()
     def evaluate(self, trainer: L.Trainer, pl_module: L.LightningModule) -> dict[str, float]:
         net = pl_module.net
@@ -79,21 +97,12 @@ class NeuralCollapseCallback(L.Callback):
         rec = FeatureRecorder(net)
         gen = torch.Generator().manual_seed(0)
         try:
-            stats: dict[str, list[ClassFeatureStatistics]] = {}
-            batches = []
-            seen = 0
-            for batch in dm.train_eval_dataloader():
-                if self.max_train_samples and seen >= self.max_train_samples:
-                    break
-                x, y = batch["x"].to(dev), batch["y"].to(dev)
-                seen += len(y)
-                batches.append((x, y))
+            stats: dict[str, list[ClassFeatureStatistics]] = {kind: [] for kind in KINDS}
+            batches = self._train_batches(trainer, pl_module)
+            for x, y in batches:
                 for kind in KINDS:
-                    logits, feats = rec(net, self._perturb(kind, net, x, y, gen))
-                    if kind not in stats:
-                        stats[kind] = [ClassFeatureStatistics(nc, f.flatten(1).shape[1]).to(dev) for f in feats]
-                    for s, f in zip(stats[kind], feats):
-                        s.update(f, y)
+                    _, feats = rec(net, self._perturb(kind, net, x, y, gen))
+                    _update(stats[kind], feats, y, nc)
             computed = {k: [s.compute() for s in v] for k, v in stats.items()}
             out: dict[str, float] = {}
             n_layers = len(computed["clean"])
@@ -134,17 +143,13 @@ class NeuralCollapseCallback(L.Callback):
     @torch.no_grad()
     def clean_nc1(self, trainer: L.Trainer, pl_module: L.LightningModule) -> dict[str, float]:
         """NC1 of clean training features per hidden layer (``nc/init/...`` before training)."""
-        net, dm = pl_module.net, trainer.datamodule
+        net = pl_module.net
         rec = FeatureRecorder(net)
         stats: list[ClassFeatureStatistics] = []
         try:
-            for batch in dm.train_eval_dataloader():
-                x, y = batch["x"].to(pl_module.device), batch["y"].to(pl_module.device)
+            for x, y in self._train_batches(trainer, pl_module):
                 _, feats = rec(net, x)
-                if not stats:
-                    stats = [ClassFeatureStatistics(dm.num_classes, f.flatten(1).shape[1]).to(pl_module.device) for f in feats]
-                for st, f in zip(stats, feats):
-                    st.update(f, y)
+                _update(stats, feats, y, trainer.datamodule.num_classes)
         finally:
             rec.close()
         n = len(stats)

@@ -19,26 +19,15 @@ import statistics
 import tempfile
 import time
 
-import lightning as L
 import torch
 from hydra.utils import instantiate
 
 from bench.harness.config import compose
+from bench.perf import EpochTimer
 from bench.harness.context import RunContext
 from bench.tasks.robust_erm.linear_module import RobustLinearModule, robust_risk_and_grad
 from bench.tasks.robust_erm.protocol import linear_problems
 from bench.tasks.robust_erm.threat import robust_margin
-
-
-class EpochTimer(L.Callback):
-    def __init__(self) -> None:
-        self.total = 0.0
-
-    def on_train_epoch_start(self, trainer, pl_module) -> None:
-        self.t = time.process_time()
-
-    def on_train_epoch_end(self, trainer, pl_module) -> None:
-        self.total += time.process_time() - self.t
 
 
 def _setup(optimizer: str, workdir: str):
@@ -101,7 +90,7 @@ def plain_autograd(cfg, dm, problems, p, steps: int) -> float:
 
 def harness(cfg, ctx, dm, problems, p, steps: int, per_call: int) -> tuple[float, float]:
     module = _module(cfg, ctx, dm, problems, p, per_call)
-    timer = EpochTimer()
+    timer = EpochTimer(clock=time.process_time)
     trainer = ctx.trainer("perf", [timer], max_epochs=steps // per_call)
     t = time.process_time()
     trainer.fit(module, datamodule=dm)
