@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Mapping
+from typing import Any, Mapping
 
 import lightning as L
 import torch
@@ -11,6 +11,7 @@ from torch import Tensor
 from bench.harness.loaders import InMemoryLoader
 
 Split = Mapping[str, Tensor]
+_KEEP: Any = object()  # "keep the datamodule's own value" in with_splits
 
 
 class TensorDataModule(L.LightningDataModule):
@@ -60,6 +61,36 @@ class TensorDataModule(L.LightningDataModule):
             if not self.input_shape:
                 self.input_shape = tuple(self.splits["train"]["x"].shape[1:])
 
+    def with_splits(self, *, batch_size: Any = _KEEP, eval_batch_size: Any = _KEEP, steps_per_call: Any = _KEEP,
+                    **splits: str | Split | None) -> "TensorDataModule":
+        """A view of this datamodule over other splits, keeping ``num_classes``, ``num_groups``, ``input_shape``,
+        the batch settings (unless given) and the seed.
+
+        Each keyword names a split of the view: the *name* of one of this datamodule's splits (``test="train"``
+        evaluates on the training data), a dict of tensors (a kept subset, a synthetic set), or ``None`` to drop
+        it. Splits not named are kept as they are.
+
+        >>> from bench.data.digits import DigitsDataModule
+        >>> dm = DigitsDataModule(); dm.setup()
+        >>> view = dm.with_splits(test="train", batch_size=32)
+        >>> view.num_classes, len(view.split("test")["y"]) == len(dm.split("train")["y"]), view.batch_size
+        (10, True, 32)
+        """
+        self.setup()
+        assert self.splits is not None
+        chosen: dict[str, dict[str, Tensor]] = dict(self.splits)
+        for name, value in splits.items():
+            if value is None:
+                chosen.pop(name, None)
+            elif isinstance(value, str):
+                chosen[name] = self.split(value)
+            else:
+                chosen[name] = dict(value)
+        keep = lambda given, own: own if given is _KEEP else given  # noqa: E731
+        return SplitsView(chosen, like=self, batch_size=keep(batch_size, self.batch_size),
+                          eval_batch_size=keep(eval_batch_size, self.eval_batch_size),
+                          steps_per_call=keep(steps_per_call, self.steps_per_call))
+
     def split(self, name: str) -> dict[str, Tensor]:
         self.setup()
         assert self.splits is not None
@@ -102,6 +133,23 @@ class TensorDataModule(L.LightningDataModule):
     def train_eval_dataloader(self) -> InMemoryLoader:
         """The training split in evaluation order (no shuffle, no padding), for metrics on training data."""
         return self.loader("train")
+
+
+class SplitsView(TensorDataModule):
+    """The datamodule :meth:`TensorDataModule.with_splits` returns: given splits, the metadata of another
+    datamodule (classes, groups and their names, input shape)."""
+
+    def __init__(self, splits: dict[str, dict[str, Tensor]], like: TensorDataModule, **kwargs: Any) -> None:
+        super().__init__(seed=like.seed, **kwargs)
+        self.given = splits
+        self.num_classes, self.num_groups = like.num_classes, like.num_groups
+        self.input_shape = tuple(like.input_shape)
+        for attr in ("group_names", "class_names"):
+            if getattr(like, attr, None) is not None:
+                setattr(self, attr, getattr(like, attr))
+
+    def build(self) -> dict[str, dict[str, Tensor]]:
+        return self.given
 
 
 def stratified_split(y: Tensor, fractions: list[float], seed: int) -> list[Tensor]:

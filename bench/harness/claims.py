@@ -14,6 +14,8 @@ from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
 
+from bench.harness.stats import Summary, paired, summarize
+
 
 @dataclass
 class Outcome:
@@ -97,6 +99,28 @@ class RecordSet:
 
     def has(self, metric: str) -> bool:
         return any(r["metrics"].get(metric) is not None for r in self.records)
+
+    def by_seed(self, metric: str) -> dict[int, float]:
+        """``seed -> value`` of ``metric`` (records without it are left out). Two records of one seed mean the
+        selection was not specific enough: that is an error, not an average."""
+        out: dict[int, float] = {}
+        for r in self.records:
+            v = r["metrics"].get(metric)
+            if v is None:
+                continue
+            seed = int(r.get("seed", 0))
+            if seed in out:
+                raise ValueError(f"two records of seed {seed} carry {metric}; select one config with where(...)")
+            out[seed] = float(v)
+        return dict(sorted(out.items()))
+
+    def summary(self, metric: str) -> Summary:
+        """Mean, std, n and the t-based 95% interval of ``metric`` over the records' seeds."""
+        return summarize(self.by_seed(metric).values())
+
+    def paired_diff(self, other: "RecordSet", metric: str, other_metric: str | None = None) -> Summary:
+        """``self[metric] - other[other_metric or metric]`` paired by seed (only seeds both have)."""
+        return paired(self.by_seed(metric), other.by_seed(other_metric or metric))
 
 
 def evaluate(claims: Sequence[Claim], records: RecordSet) -> list[ClaimResult]:

@@ -11,7 +11,7 @@ import tempfile
 from pathlib import Path
 from typing import Any, Iterable
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: headline_metrics are {name, display, higher_is_better}; label from task.label keys
 
 FIELDS = (
     "schema_version",

@@ -27,13 +27,19 @@ def print_run_summary(record: dict, max_rows: int = 30) -> None:
     t = Table(title=f"{record['task']} v{record['task_version']} · {record['label']} · seed {record['seed']}")
     t.add_column("metric")
     t.add_column("value", justify="right")
-    head = [m for m in record["headline_metrics"] if m in record["metrics"]]
+    display = {m["name"]: m["display"] for m in record["headline_metrics"]}
+    head = [m for m in display if m in record["metrics"]]
     rest = [m for m in record["metrics"] if m not in head and "acc/" not in m and "count/" not in m]
-    for k in (head + rest)[:max_rows]:
+    shown = (head + rest)[:max_rows]
+    for k in shown:
         v = record["metrics"][k]
         flag = record["validity"].get(k, {}).get("reliable")
-        t.add_row(k, _fmt(v) + ("  [red]unreliable[/red]" if flag is False else ""))
+        name = f"{k} ({display[k]})" if k in display and display[k] != k else k
+        t.add_row(name, _fmt(v) + ("  [red]unreliable[/red]" if flag is False else ""))
     console.print(t)
+    hidden = len(record["metrics"]) - len(shown)
+    if hidden > 0:
+        console.print(f"({hidden} more metrics, per class / group / sweep point, are in the record)")
     if record["claims"]:
         print_claims(record["claims"], title="claims checkable from this run alone")
     console.print(f"record: {record.get('_path')}   ({record['duration_s']:.1f} s)")

@@ -38,6 +38,17 @@ def verify_plan(overrides: list[str]) -> list[list[str]]:
     return [task_overrides + list(plan.get("overrides") or []) + list(r) + [f"seed={s}"] + user for r in runs for s in seeds]
 
 
+def run_report(ref: str, records: RecordSet, out_dir: Path) -> dict[str, str]:
+    """The task's report hook ``(RecordSet, out_dir) -> {name: path}``: figures and tables that compare the runs of
+    the plan (a single run's artifacts never depend on other runs)."""
+    import importlib
+
+    module, _, attr = ref.partition(":")
+    fn = getattr(importlib.import_module(module), attr or "report")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    return {str(k): str(v) for k, v in (fn(records, out_dir) or {}).items()}
+
+
 def run_verify(overrides: list[str], rerun: bool = False) -> int:
     from bench.harness.run import run_fit, run_identity
     from bench.harness.summary import print_claims
@@ -82,5 +93,12 @@ def run_verify(overrides: list[str], rerun: bool = False) -> int:
     tmp = out.with_suffix(".tmp")
     tmp.write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
     tmp.replace(out)
+    report = base.task.get("report")
+    if report:
+        summary["artifacts"] = run_report(str(report), RecordSet(records), out.parent)
+        tmp.write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
+        tmp.replace(out)
+        for name, path in sorted(summary["artifacts"].items()):
+            print(f"report: {name} -> {path}")
     print(f"verify: {'PASS' if ok else 'FAIL'} in {summary['duration_s']} s; summary at {out}")
     return 0 if ok else 1
