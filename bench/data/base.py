@@ -87,9 +87,11 @@ class TensorDataModule(L.LightningDataModule):
             else:
                 chosen[name] = dict(value)
         keep = lambda given, own: own if given is _KEEP else given  # noqa: E731
-        return SplitsView(chosen, like=self, batch_size=keep(batch_size, self.batch_size),
+        view = SplitsView(chosen, like=self, batch_size=keep(batch_size, self.batch_size),
                           eval_batch_size=keep(eval_batch_size, self.eval_batch_size),
                           steps_per_call=keep(steps_per_call, self.steps_per_call))
+        view.setup()
+        return view
 
     def split(self, name: str) -> dict[str, Tensor]:
         self.setup()

@@ -35,6 +35,12 @@ def point_name(metric: str, **axes: Any) -> str:
     return "/".join([*(f"{a}={format_value(v)}" for a, v in axes.items()), metric])
 
 
+def point_prefix(**axes: Any) -> str:
+    """The prefix of a point's metric names, ``"m=64/c=0.5/"`` (``""`` without axes): for code that writes many
+    metrics of one point, or names a stage after it."""
+    return point_name("", **axes) if axes else ""
+
+
 def parse_point(name: str) -> tuple[dict[str, str], str]:
     """``"density=0.3/method=el2n/test/acc" -> ({"density": "0.3", "method": "el2n"}, "test/acc")``: the leading
     ``axis=value`` segments and the metric after them (axes are empty for a plain metric)."""

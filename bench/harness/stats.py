@@ -28,12 +28,23 @@ class Summary:
     def to_dict(self) -> dict:
         return asdict(self)
 
+    def one_sided(self, confidence: float = 0.95) -> tuple[float, float]:
+        """(lower, upper) one-sided t bounds of the mean at ``confidence``: ``mean -/+ t_conf * sem``. With one
+        value there is no spread to estimate and both bounds are the value itself (claims on a single run then
+        read the point value); with none, NaN."""
+        if self.n == 0:
+            return math.nan, math.nan
+        if self.n == 1:
+            return self.mean, self.mean
+        half = t_quantile(confidence, self.n - 1) * self.sem
+        return self.mean - half, self.mean + half
 
-def t_quantile_975(dof: int) -> float:
-    """The 0.975 quantile of Student's t with ``dof`` degrees of freedom."""
+
+def t_quantile(q: float, dof: int) -> float:
+    """The ``q`` quantile of Student's t with ``dof`` degrees of freedom."""
     from scipy.stats import t
 
-    return float(t.ppf(0.975, dof))
+    return float(t.ppf(q, dof))
 
 
 def summarize(values: Iterable[float]) -> Summary:
@@ -53,7 +64,7 @@ def summarize(values: Iterable[float]) -> Summary:
         return Summary(mean, math.nan, 1, math.nan, math.nan, math.nan)
     std = float(v.std(ddof=1))
     sem = std / math.sqrt(n)
-    half = t_quantile_975(n - 1) * sem
+    half = t_quantile(0.975, n - 1) * sem
     return Summary(mean, std, n, sem, mean - half, mean + half)
 
 

@@ -149,11 +149,11 @@ def test_bad_config_raises():
 
 
 def test_formula_claim_detects_a_wrong_formula():
-    good = {"ridgeless/a/n0/err": 1.0, "ridgeless/a/n0/err_se": 0.1, "ridgeless/a/n0/theory": 1.05,
-            "ridgeless/a/n1/err": 2.0, "ridgeless/a/n1/err_se": 0.1, "ridgeless/a/n1/theory": 1.9}
+    good = {"ridgeless/setting=a/generation=0/err": 1.0, "ridgeless/setting=a/generation=0/err_se": 0.1, "ridgeless/setting=a/generation=0/theory": 1.05,
+            "ridgeless/setting=a/generation=1/err": 2.0, "ridgeless/setting=a/generation=1/err_se": 0.1, "ridgeless/setting=a/generation=1/theory": 1.9}
     out = claims.ridgeless_formula(RecordSet([{"seed": 0, "metrics": good, "config": {}}]))
     assert out.passed and out.measured["points"] == 2
-    bad = {**good, "ridgeless/a/n1/theory": 2.5}  # 5 SE off
+    bad = {**good, "ridgeless/setting=a/generation=1/theory": 2.5}  # 5 SE off
     assert not claims.ridgeless_formula(RecordSet([{"seed": 0, "metrics": bad, "config": {}}])).passed
     assert claims.ridgeless_formula(RecordSet([{"seed": 0, "metrics": {}, "config": {}}])) is None
 
@@ -161,12 +161,12 @@ def test_formula_claim_detects_a_wrong_formula():
 def test_smoke_run(run_bench):
     rec = run_bench(["task=collapse_regression", "profile=smoke"])
     m = rec["metrics"]
-    for key in ("ridgeless/d5_T20_T015_identity/n2/err", "overparam/d20_T05/n2/err", "ridge/n2/adaptive/err",
-                "ridge/fixed/slope", "ridge/T40/n2/fixed/err", "kernel_rbf/n2/test_mse", "kernel_laplacian/test_mse_increase"):
+    for key in ("ridgeless/d=5/T=20/T0=15/spectrum=identity/generation=2/err", "overparam/d=20/T0=5/generation=2/err", "ridge/generation=2/adaptive/err",
+                "ridge/fixed/slope", "ridge/T=40/generation=2/fixed/err", "kernel=rbf/generation=2/test_mse", "kernel=laplacian/test_mse_increase"):
         assert m.get(key) is not None and math.isfinite(m[key]), key
     # the simulated ridgeless error of the smoke run is the formula's order of magnitude
-    assert 0.5 < m["ridgeless/d5_T20_T015_identity/n2/err"] / m["ridgeless/d5_T20_T015_identity/n2/theory"] < 2
-    assert 0 <= m["kernel_rbf/n0/test_acc"] <= 1 and m["kernel_rbf/n0/test_acc"] > 0.5  # digits, 60 training inputs
+    assert 0.5 < m["ridgeless/d=5/T=20/T0=15/spectrum=identity/generation=2/err"] / m["ridgeless/d=5/T=20/T0=15/spectrum=identity/generation=2/theory"] < 2
+    assert 0 <= m["kernel=rbf/generation=0/test_acc"] <= 1 and m["kernel=rbf/generation=0/test_acc"] > 0.5  # digits, 60 training inputs
     assert {c["name"][:3] for c in rec["claims"]} == {"(a)", "(b)", "(c)", "(d)", "(e)"}
     for name in ("error_vs_n", "error_vs_lambda", "error_vs_T", "kernel_error_vs_n", "curves"):
         assert Path(rec["artifacts"][name]).is_file(), name

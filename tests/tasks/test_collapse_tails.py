@@ -182,16 +182,18 @@ def test_generated_labels_cut_the_tail():
 def test_smoke_run(run_bench):
     rec = run_bench(["task=collapse_tails", "profile=smoke"])
     m = rec["metrics"]
-    for beta in ("beta1.5", "beta2"):
-        assert -0.6 < m[f"hutter/{beta}/clean/slope"] < -0.25
-        assert m[f"hutter/{beta}/topk/k10/plateau"] > m[f"hutter/{beta}/topk/k30/plateau"] > 0
-        assert m[f"hutter/{beta}/chain/gen2/floor"] >= m[f"hutter/{beta}/chain/gen1/floor"] > 0
-        assert m[f"hutter/{beta}/mix/pi0.1/t_leave"] > m[f"hutter/{beta}/mix/pi0.3/t_leave"]
+    for beta in (1.5, 2.0):
+        b = f"hutter/beta={beta:g}"
+        # each beta its own theory slope -(1 - 1/beta) (-1/3 and -1/2): swapped betas fail
+        assert m[f"{b}/clean/slope"] == pytest.approx(-(1 - 1 / beta), abs=0.05)
+        assert m[f"{b}/k=10/topk/plateau"] > m[f"{b}/k=30/topk/plateau"] > 0
+        assert m[f"{b}/generation=2/chain/floor"] >= m[f"{b}/generation=1/chain/floor"] > 0
+        assert m[f"{b}/pi=0.1/mix/t_leave"] > m[f"{b}/pi=0.3/mix/t_leave"]
     assert m["hutter/mc/comparisons"] > 0 and m["hutter/mc/max_abs_t"] >= 0
     for n in (0, 1):
-        assert 0 <= m[f"gcd_gen{n}/test/acc"] <= 1
-        assert sum(m[f"gcd_gen{n}/test/bucket_count/{b}"] for b in range(4)) > 0
-    assert m["gcd_gen1/generated/distinct_labels"] <= 3  # top-3 cut
+        assert 0 <= m[f"gcd/generation={n}/test/acc"] <= 1
+        assert sum(m[f"gcd/generation={n}/test/bucket_count/{b}"] for b in range(4)) > 0
+    assert m["gcd/generation=1/generated/distinct_labels"] <= 3  # top-3 cut
     assert {"clean_scaling", "tail_cut", "mixing", "generations", "gcd_buckets", "hutter_curves"} <= set(rec["artifacts"])
     names = {c["name"][:4] for c in rec["claims"]}
     assert {"(a) ", "(b) ", "(c) ", "(d) ", "(e) ", "(sim"} <= names
@@ -204,7 +206,7 @@ def test_hutter_part_is_reproducible_and_bad_config_is_refused(run_bench):
     cfg = compose(["task=collapse_tails", "profile=smoke"]).hutter
     first = sweeps.run_all(cfg, 3)[0]
     assert first == sweeps.run_all(cfg, 3)[0]  # same seed, same numbers
-    assert first["beta2/clean/mc_slope"] != sweeps.run_all(cfg, 4)[0]["beta2/clean/mc_slope"]  # the seed matters
+    assert first["beta=2/clean/mc_slope"] != sweeps.run_all(cfg, 4)[0]["beta=2/clean/mc_slope"]  # the seed matters
     with pytest.raises(BenchError, match="part"):
         run_bench(["task=collapse_tails", "profile=smoke", "part=everything"])
     with pytest.raises(BenchError, match="beta"):

@@ -57,7 +57,7 @@ def test_erm_stage_is_cached_and_reused(run_bench, tmp_path):
     first = run_bench(["task=group_priors", "profile=smoke", "method=erm"])
     second = run_bench(["task=group_priors", "profile=smoke", "method=dfr"])
     caches = list((tmp_path / "runs" / "cache" / "group_priors").glob("erm-*"))
-    assert len(caches) == 1 and (caches[0] / "states.pt").is_file()
+    assert len(caches) == 1 and (caches[0] / "result.pt").is_file()
     run_dir = tmp_path / "runs" / "group_priors" / second["run_id"]
     assert not (run_dir / "stages" / "erm").exists()  # not retrained
     assert {k: v for k, v in first["metrics"].items() if k.startswith("erm/")} == \
@@ -65,6 +65,13 @@ def test_erm_stage_is_cached_and_reused(run_bench, tmp_path):
     # a fresh work_dir (ERM retrained) gives the same numbers as the run that reused the cache
     again = run_bench(["task=group_priors", "profile=smoke", "method=dfr", f"work_dir={tmp_path / 'other'}"])
     assert again["metrics"]["test/worst_group_acc"] == second["metrics"]["test/worst_group_acc"]
+    # the second stage's seed does not enter the ERM stage: seed=1 with erm_seed=0 reuses it
+    run_bench(["task=group_priors", "profile=smoke", "method=dfr", "seed=1", "erm_seed=0"])
+    assert len(list((tmp_path / "runs" / "cache" / "group_priors").glob("erm-*"))) == 1
+    # every setting that changes the ERM numbers misses the cache (the old hand-built key left threads out)
+    for changed in (["num_threads=2"], ["erm.max_epochs=2"], ["trainer.precision=64-true"]):
+        run_bench(["task=group_priors", "profile=smoke", "method=erm", *changed])
+    assert len(list((tmp_path / "runs" / "cache" / "group_priors").glob("erm-*"))) == 4
 
 
 def test_colored_digits_smoke(run_bench):

@@ -9,12 +9,11 @@ must exceed 2 SE. Claims use the lowest-seed record that holds their metrics.
 
 from __future__ import annotations
 
-import re
-
 import numpy as np
 from scipy.stats import norm
 
 from bench.harness.claims import Claim, Outcome, RecordSet
+from bench.harness.naming import point_name, point_prefix, points
 
 
 def _metrics(records: RecordSet, probe: str) -> dict | None:
@@ -29,14 +28,14 @@ def bonferroni_z(k: int, alpha: float = 0.05) -> float:
 
 
 def formula_points(m: dict, study: str) -> list[tuple[str, float, float, float]]:
-    """(point, simulated mean, SE, theory) for every ``<study>/<setting>/n<k>/err`` in the metrics."""
-    pat = re.compile(rf"^{study}/(.+)/n(\d+)/err$")
+    """(point, simulated mean, SE, theory) for every ``<study>/<axes>/err`` point in the metrics."""
     out = []
-    for key in sorted(m):
-        hit = pat.match(key)
-        if hit and m[key] is not None:
-            base = key[: -len("err")]
-            out.append((f"{hit.group(1)}/n{hit.group(2)}", m[key], m.get(base + "err_se"), m.get(base + "theory")))
+    for axes, value in points(m, "err", stage=study):
+        if value is None:
+            continue
+        prefix = f"{study}/" + point_prefix(**axes)
+        label = "/".join(f"{a}={v}" for a, v in axes.items())
+        out.append((label, value, m.get(prefix + "err_se"), m.get(prefix + "theory")))
     return out
 
 
@@ -86,16 +85,17 @@ def best_lambda_grows(records: RecordSet):
     larger at the last n than at n = 0; (ii) at the last n the adaptive lambda beats the lambda tuned at n = 0 by
     > 2 paired SE (so the best lambda did move); (iii) at every n >= 1 the adaptive lambda beats the fixed small
     lambda by > 2 paired SE."""
-    m = _metrics(records, "ridge/n0/best_lambda")
+    m = _metrics(records, "ridge/" + point_name("best_lambda", generation=0))
     if m is None:
         return None
-    ns = sorted(int(k.split("/")[1][1:]) for k in m if re.match(r"^ridge/n\d+/best_lambda$", k))
-    best = [m[f"ridge/n{n}/best_lambda"] for n in ns]
+    at = lambda key, n: m["ridge/" + point_name(key, generation=n)]  # noqa: E731
+    ns = sorted(int(axes["generation"]) for axes, _ in points(m, "best_lambda", stage="ridge") if set(axes) == {"generation"})
+    best = [at("best_lambda", n) for n in ns]
     step = m["ridge/lambda_grid_ratio"]
     monotone = all(b1 >= b0 / step * (1 - 1e-9) for b0, b1 in zip(best, best[1:])) and best[-1] > best[0]
-    moved = m[f"ridge/n{ns[-1]}/clean_tuned_gain"] / m[f"ridge/n{ns[-1]}/clean_tuned_gain_se"]
-    beats = [m[f"ridge/n{n}/adaptive_gain"] / m[f"ridge/n{n}/adaptive_gain_se"] for n in ns if n >= 1]
-    measured = {"best lambda (sim)": best, "adaptive lambda (theory)": [m[f"ridge/n{n}/best_lambda_theory"] for n in ns],
+    moved = at("clean_tuned_gain", ns[-1]) / at("clean_tuned_gain_se", ns[-1])
+    beats = [at("adaptive_gain", n) / at("adaptive_gain_se", n) for n in ns if n >= 1]
+    measured = {"best lambda (sim)": best, "adaptive lambda (theory)": [at("best_lambda_theory", n) for n in ns],
                 f"gain vs lambda(n=0) at n={ns[-1]} / SE": moved, "min gain vs fixed (n>=1) / SE": min(beats)}
     return Outcome(measured, bool(monotone and moved > 2 and min(beats) > 2))
 
@@ -103,10 +103,10 @@ def best_lambda_grows(records: RecordSet):
 def kernel_error_grows(records: RecordSet):
     """Per kernel: test MSE at the last generation minus at n = 0 (paired per repetition) > 2 SE, and the mean
     per-repetition slope of test MSE vs n > 2 SE."""
-    m = _metrics(records, "kernel_")
+    m = _metrics(records, "kernel=")
     if m is None:
         return None
-    kernels = sorted({k.split("/")[0] for k in m if k.startswith("kernel_") and k.endswith("/test_mse_increase")})
+    kernels = sorted(f"kernel={axes['kernel']}" for axes, _ in points(m, "test_mse_increase") if set(axes) == {"kernel"})
     if not kernels:
         return None
     measured, ok = {}, True
@@ -115,7 +115,7 @@ def kernel_error_grows(records: RecordSet):
         sl, sl_se = m[f"{k}/test_mse_slope"], m.get(f"{k}/test_mse_slope_se")
         if not inc_se or not sl_se:
             return None
-        measured[k] = {"mse n=0": m[f"{k}/n0/test_mse"], "increase": inc, "increase/SE": inc / inc_se, "slope/SE": sl / sl_se}
+        measured[k] = {"mse n=0": m[f"{k}/" + point_name("test_mse", generation=0)], "increase": inc, "increase/SE": inc / inc_se, "slope/SE": sl / sl_se}
         ok = ok and inc / inc_se > 2 and sl / sl_se > 2
     return Outcome(measured, ok)
 

@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from bench.harness.naming import point_name
 from bench.harness.errors import BenchError
 from bench.harness.module import BenchModule
 from bench.tasks.collapse_regression.kernels import KERNELS, kernel_matrix, kernel_ridge_fit, median_distance
@@ -146,11 +147,11 @@ class KernelRidgeChainModule(BenchModule):
         R = self.repetitions
         metrics: dict[str, float] = {}
         for n in range(self.generations + 1):
-            metrics[f"n{n}/test_mse"] = mse[:, n].mean()
-            metrics[f"n{n}/test_acc"] = acc[:, n].mean()
+            metrics[point_name("test_mse", generation=n)] = mse[:, n].mean()
+            metrics[point_name("test_acc", generation=n)] = acc[:, n].mean()
             if R > 1:
-                metrics[f"n{n}/test_mse_se"] = mse[:, n].std(ddof=1) / np.sqrt(R)
-                metrics[f"n{n}/test_acc_se"] = acc[:, n].std(ddof=1) / np.sqrt(R)
+                metrics[point_name("test_mse_se", generation=n)] = mse[:, n].std(ddof=1) / np.sqrt(R)
+                metrics[point_name("test_acc_se", generation=n)] = acc[:, n].std(ddof=1) / np.sqrt(R)
         # paired over repetitions (the downstream inputs and noise are shared across n)
         increase = mse[:, -1] - mse[:, 0]
         slope = np.polyfit(np.arange(self.generations + 1), mse.T, 1)[0]

@@ -9,6 +9,11 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 
+
+def _legend(axes: dict) -> str:
+    """A setting's legend entry: ``d=5, T=20, T0=15`` (the spectrum only when it is not the identity)."""
+    return ", ".join(f"{k}={v}" for k, v in axes.items() if not (k == "spectrum" and v == "identity"))
+
 def _sim(ax, x, m, se, color, label):
     ax.errorbar(x, m, yerr=2 * np.asarray(se), fmt="o", ms=4, color=color, capsize=2, label=label)
 
@@ -21,7 +26,7 @@ def error_vs_n(ridgeless: list[dict] | None, ridge: dict | None, overparam: list
         ax = axes.pop(0)
         for i, s in enumerate(ridgeless):
             c = f"C{i}"
-            _sim(ax, s["generations"], s["err"], s["err_se"], c, s["tag"])
+            _sim(ax, s["generations"], s["err"], s["err_se"], c, _legend(s["axes"]))
             ax.plot(s["generations"], s["theory"], "-", color=c, lw=1)
         ax.set(title="ridgeless: sim vs exact formula (lines)", xlabel="generation n", ylabel="E_test")
         ax.legend(fontsize=7)
@@ -39,7 +44,7 @@ def error_vs_n(ridgeless: list[dict] | None, ridge: dict | None, overparam: list
     if overparam:
         ax = axes.pop(0)
         for i, s in enumerate(overparam):
-            _sim(ax, s["generations"], s["err"], s["err_se"], f"C{i}", s["tag"])
+            _sim(ax, s["generations"], s["err"], s["err_se"], f"C{i}", _legend(s["axes"]))
             ax.plot(s["generations"], s["theory"], "-", color=f"C{i}", lw=1)
         ax.set(title="noise-free min-norm chain: ||w0||^2 (1 - (T0/d)^n)", xlabel="generation n", ylabel="||w_n - w0||^2")
         ax.legend(fontsize=7)

@@ -13,6 +13,7 @@ from omegaconf import OmegaConf
 
 from bench.harness.context import RunContext
 from bench.harness.errors import BenchError
+from bench.harness.naming import point_name, point_prefix
 from bench.tasks.collapse_regression import plots
 from bench.tasks.collapse_regression.kernels import KERNELS
 from bench.tasks.collapse_regression.linear import SPECTRA
@@ -61,6 +62,11 @@ def check_config(cfg: dict) -> None:
         need(not bad, f"unknown collapse.kernel.kernels {bad}; known: {', '.join(KERNELS)}")
 
 
+def kernel_stage(kind: str) -> str:
+    """The stage of one kernel, named by the sweep-point convention: ``kernel=<kind>``."""
+    return point_prefix(kernel=kind).rstrip("/")
+
+
 def stage_generator(ctx: RunContext, stage: str) -> torch.Generator:
     """A generator seeded from the run seed and the study name (studies are independent of each other)."""
     ctx.seed_stage(stage)
@@ -72,7 +78,7 @@ def point_metrics(settings: list[dict]) -> dict[str, float]:
     for s in settings:
         for j, n in enumerate(s["generations"]):
             for key in ("err", "err_se", "theory"):
-                out[f"{s['tag']}/n{n}/{key}"] = float(s[key][j])
+                out[point_name(key, **s["axes"], generation=n)] = float(s[key][j])
     return out
 
 
@@ -82,11 +88,11 @@ def ridge_metrics(r: dict) -> dict[str, float]:
     for n in r["generations"]:
         for name in ("fixed", "clean_tuned", "adaptive"):
             for key in ("err", "err_se", "theory", "lambda"):
-                out[f"n{n}/{name}/{key}"] = float(r[name][key][n])
-        out[f"n{n}/best_lambda"] = float(r["best_lambda"][n])
-        out[f"n{n}/best_lambda_theory"] = float(r["best_lambda_theory"][n])
+                out[point_name(f"{name}/{key}", generation=n)] = float(r[name][key][n])
+        out[point_name("best_lambda", generation=n)] = float(r["best_lambda"][n])
+        out[point_name("best_lambda_theory", generation=n)] = float(r["best_lambda_theory"][n])
         for key in ("adaptive_gain", "adaptive_gain_se", "clean_tuned_gain", "clean_tuned_gain_se"):
-            out[f"n{n}/{key}"] = float(r[key][n])
+            out[point_name(key, generation=n)] = float(r[key][n])
     for name in ("fixed", "clean_tuned"):
         for key, v in r[name]["linear_fit"].items():
             out[f"{name}/{key}"] = float(v)
@@ -95,7 +101,7 @@ def ridge_metrics(r: dict) -> dict[str, float]:
         for t in vt["T_grid"]:
             for j, n in enumerate(vt["generations"]):
                 for key in ("err", "err_se", "theory"):
-                    out[f"T{t}/n{n}/{name}/{key}"] = float(vt[name][t][key][j])
+                    out[point_name(f"{name}/{key}", T=t, generation=n)] = float(vt[name][t][key][j])
     return out
 
 
@@ -108,13 +114,13 @@ def kernel_study(ctx: RunContext, cfg: dict) -> dict[str, dict]:
     out = {}
     for kind in cfg["kernels"]:
         module = ctx.build_module(dm, kernel=kind, num_classes=dm.num_classes)
-        stage = f"kernel_{kind}"
+        stage = kernel_stage(kind)
         m = ctx.fit(module, dm, stage=stage, max_epochs=1)
         # Lightning logged these without the stage prefix (both kernels write n0/test_mse ...): log them again
         # under their record names so that W&B / CSV keep the kernels apart
         ctx.log_metrics({k[len(stage) + 1:]: v for k, v in m.items()}, stage=stage)
         ns = list(range(int(ctx.cfg.module.generations) + 1))
-        get = lambda key: np.array([m.get(f"{stage}/n{n}/{key}", np.nan) for n in ns], dtype=float)  # noqa: E731
+        get = lambda key: np.array([m.get(f"{stage}/" + point_name(key, generation=n), np.nan) for n in ns], dtype=float)  # noqa: E731
         out[kind] = {"generations": ns, "mse": get("test_mse"), "mse_se": get("test_mse_se"),
                      "acc": get("test_acc"), "acc_se": get("test_acc_se")}
     return out

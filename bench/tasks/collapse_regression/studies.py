@@ -24,8 +24,9 @@ def random_direction(d: int, g: torch.Generator) -> torch.Tensor:
     return z / z.norm()
 
 
-def setting_tag(s: dict) -> str:
-    return f"d{s['d']}_T{s['T']}_T0{s['T0']}_{s.get('spectrum', 'identity')}"
+def setting_axes(s: dict) -> dict:
+    """A ridgeless setting as sweep-point axes (its metrics are ``d=.../T=.../T0=.../spectrum=.../generation=n/err``)."""
+    return {"d": int(s["d"]), "T": int(s["T"]), "T0": int(s["T0"]), "spectrum": s.get("spectrum", "identity")}
 
 
 def ridgeless_study(cfg: dict, chunk: int, g: torch.Generator) -> list[dict]:
@@ -42,7 +43,7 @@ def ridgeless_study(cfg: dict, chunk: int, g: torch.Generator) -> list[dict]:
             errs.append(ridge_errors(chain, w0, eigs, T, cfg["sigma"], torch.zeros(1), g)[..., 0])
         m, se = mean_se(torch.cat(errs).numpy())
         th = theory.ridgeless_error(d, T, T0, np.array(gens), cfg["sigma"], cfg["sigma0"])
-        out.append({"tag": setting_tag(s), "d": d, "T": T, "T0": T0, "generations": gens, "err": m, "err_se": se,
+        out.append({"axes": setting_axes(s), "d": d, "T": T, "T0": T0, "generations": gens, "err": m, "err_se": se,
                     "theory": th})
     return out
 
@@ -61,7 +62,7 @@ def overparam_study(cfg: dict, chunk: int, g: torch.Generator) -> list[dict]:
             errs.append((chain - w0).square().sum(-1))
         m, se = mean_se(torch.cat(errs).numpy())
         th = theory.overparam_noise_free_error(float(w0.square().sum()), d, int(T0), np.array(gens))
-        out.append({"tag": f"d{d}_T0{T0}", "d": d, "T0": int(T0), "generations": gens, "err": m, "err_se": se,
+        out.append({"axes": {"d": d, "T0": int(T0)}, "d": d, "T0": int(T0), "generations": gens, "err": m, "err_se": se,
                     "theory": th})
     return out
 

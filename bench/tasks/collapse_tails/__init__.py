@@ -9,14 +9,14 @@ from clean labels (generation 0), then from the previous generation's labels wit
 Record metrics (every name flat):
   ``hutter/...``                  the closed-form numbers, listed in :mod:`bench.tasks.collapse_tails.sweeps`
                                   (slopes, plateaus, exit times, generation floors, Monte-Carlo agreement).
-  ``gcd_gen<n>/test/acc``         test accuracy of generation n (0 = clean labels).
-  ``gcd_gen<n>/test/bucket_acc/<b>``, ``.../bucket_count/<b>``  accuracy and size of gcd bucket b
+  ``gcd/generation=<n>/test/acc``         test accuracy of generation n (0 = clean labels).
+  ``gcd/generation=<n>/test/bucket_acc/<b>``, ``.../bucket_count/<b>``  accuracy and size of gcd bucket b
                                   (gcd in [2^b, 2^(b+1)), the last bucket open), with ``worst_bucket_acc`` and
                                   ``adjusted_bucket_acc``.
-  ``gcd_gen<n>/test/rare_acc``, ``.../common_acc``  count-weighted accuracy over buckets >= / < gcd.rare_from_bucket.
-  ``gcd_gen<n>/generated/label_acc``, ``.../distinct_labels``  (n >= 1) agreement of its training labels with
+  ``gcd/generation=<n>/test/rare_acc``, ``.../common_acc``  count-weighted accuracy over buckets >= / < gcd.rare_from_bucket.
+  ``gcd/generation=<n>/generated/label_acc``, ``.../distinct_labels``  (n >= 1) agreement of its training labels with
                                   the true gcd, and how many gcd values they still contain.
-  ``gcd_gen<n>/train/loss``       last-epoch training loss.
+  ``gcd/generation=<n>/train/loss``       last-epoch training loss.
 Figures (run artifacts): ``clean_scaling``, ``tail_cut``, ``mixing``, ``generations`` (error vs T, log-log, with
 predicted slopes / plateaus / exits) and ``gcd_buckets``; the curves themselves in ``hutter_curves.json``.
 """

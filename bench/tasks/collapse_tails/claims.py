@@ -14,6 +14,8 @@ import numpy as np
 from scipy import stats
 
 from bench.harness.claims import Claim, Outcome, RecordSet
+from bench.harness.naming import parse_point, point_name
+from bench.tasks.collapse_tails.gcd import generation_metric
 
 SLOPE_TOL = 0.03        # (a): TASKS.md's tolerance on the clean slope
 PLATEAU_SLOPE_TOL = 0.05  # (b): sum_{i>k} i^-b ~ (k + 1/2)^(1-b) / (b - 1), so the local log-log slope is
@@ -33,14 +35,15 @@ def _betas(rs) -> list[float]:
     return [float(b) for b in rs[0]["config"]["hutter"]["betas"]]
 
 
-def _key(beta: float) -> str:
-    return f"hutter/beta{beta:g}"
+def _key(metric: str, beta: float, **axes) -> str:
+    return "hutter/" + point_name(metric, beta=beta, **axes)
 
 
 def _pooled(rs, name: str) -> tuple[float, float]:
     """Mean over records of a per-record mean, and its standard error from the per-record ``<name>_se``."""
     means = np.array([r["metrics"][name] for r in rs], float)
-    ses = np.array([r["metrics"][f"{name}_se"] for r in rs], float)
+    axes, metric = parse_point(name[len("hutter/"):])
+    ses = np.array([r["metrics"]["hutter/" + point_name(metric + "_se", **axes)] for r in rs], float)
     return float(means.mean()), float(math.sqrt((ses ** 2).sum()) / len(rs))
 
 
@@ -55,10 +58,9 @@ def clean_slope(records: RecordSet):
         return None
     measured, ok = {}, True
     for beta in _betas(rs):
-        k = _key(beta)
         theory = -(1 - 1 / beta)
-        exact = _exact(rs, f"{k}/clean/slope")
-        mc, se = _pooled(rs, f"{k}/clean/mc_slope")
+        exact = _exact(rs, _key("clean/slope", beta))
+        mc, se = _pooled(rs, _key("clean/mc_slope", beta))
         # exact: no sampling error, the tolerance is TASKS.md's 0.03; Monte Carlo: 0.03 + 2 standard errors
         ok &= abs(exact - theory) <= SLOPE_TOL and abs(mc - theory) <= SLOPE_TOL + 2 * se
         measured[f"b={beta:g}"] = f"exact {exact:.4f}, MC {mc:.4f}±{se:.4f} (theory {theory:.4f})"
@@ -71,7 +73,7 @@ def cut_plateau(records: RecordSet):
         return None
     measured, ok = {}, True
     for beta in _betas(rs):
-        slope = _exact(rs, f"{_key(beta)}/topk/plateau_slope")
+        slope = _exact(rs, _key("topk/plateau_slope", beta))
         ok &= abs(slope + (beta - 1)) <= PLATEAU_SLOPE_TOL
         measured[f"b={beta:g}"] = f"{slope:.4f} (theory {-(beta - 1):.4f})"
     return Outcome(measured, ok)
@@ -83,7 +85,7 @@ def mixing_exit(records: RecordSet):
         return None
     measured, ok = {}, True
     for beta in _betas(rs):
-        slope = _exact(rs, f"{_key(beta)}/mix/leave_slope")
+        slope = _exact(rs, _key("mix/leave_slope", beta))
         ok &= math.isfinite(slope) and abs(slope + 1) <= LEAVE_SLOPE_TOL
         measured[f"b={beta:g}"] = f"d log t_leave / d log pi = {slope:.4f}"
     return Outcome(measured, ok)
@@ -96,11 +98,10 @@ def floor_rises(records: RecordSet):
     generations = int(rs[0]["config"]["hutter"]["chain"]["generations"])
     measured, ok = {}, True
     for beta in _betas(rs):
-        k = _key(beta)
         floors = []
         for n in range(1, generations + 1):
-            floor, floor_se = _pooled(rs, f"{k}/chain/gen{n}/floor")
-            rise, rise_se = _pooled(rs, f"{k}/chain/gen{n}/rise")  # paired over chains
+            floor, floor_se = _pooled(rs, _key("chain/floor", beta, generation=n))
+            rise, rise_se = _pooled(rs, _key("chain/rise", beta, generation=n))  # paired over chains
             ok &= rise > Z_RISE * rise_se
             floors.append(f"{floor:.4g}±{floor_se:.2g}")
         measured[f"b={beta:g} floors"] = "[" + ", ".join(floors) + "]"
@@ -120,14 +121,14 @@ def monte_carlo_matches(records: RecordSet):
 
 
 def gcd_loses_tail(records: RecordSet):
-    rs = RecordSet(r for r in records if r["metrics"].get("gcd_gen0/test/rare_acc") is not None)
+    rs = RecordSet(r for r in records if r["metrics"].get(generation_metric(0, "test/rare_acc")) is not None)
     if not len(rs):
         return None
     last = int(rs.records[0]["config"]["gcd"]["generations"])
-    rs = RecordSet(r for r in rs if r["metrics"].get(f"gcd_gen{last}/test/rare_acc") is not None)
+    rs = RecordSet(r for r in rs if r["metrics"].get(generation_metric(last, "test/rare_acc")) is not None)
     if not len(rs):
         return None
-    clean, cut = rs.values("gcd_gen0/test/rare_acc"), rs.values(f"gcd_gen{last}/test/rare_acc")
+    clean, cut = rs.values(generation_metric(0, "test/rare_acc")), rs.values(generation_metric(last, "test/rare_acc"))
     drop = clean - cut  # paired: same seed, same data split
     n = len(rs)
 
@@ -138,10 +139,10 @@ def gcd_loses_tail(records: RecordSet):
     # with several seeds the mean paired drop must exceed 2 standard errors; with one seed, be positive
     se = drop.std(ddof=1) / math.sqrt(n) if n > 1 else 0.0
     ok = bool(np.isfinite(drop).all() and drop.mean() > max(Z_RISE * se, 0.0))
-    return Outcome({"rare acc clean": spread("gcd_gen0/test/rare_acc"),
-                    f"rare acc gen {last}": spread(f"gcd_gen{last}/test/rare_acc"),
-                    "common acc clean": spread("gcd_gen0/test/common_acc"),
-                    f"common acc gen {last}": spread(f"gcd_gen{last}/test/common_acc"), "seeds": n}, ok)
+    return Outcome({"rare acc clean": spread(generation_metric(0, "test/rare_acc")),
+                    f"rare acc gen {last}": spread(generation_metric(last, "test/rare_acc")),
+                    "common acc clean": spread(generation_metric(0, "test/common_acc")),
+                    f"common acc gen {last}": spread(generation_metric(last, "test/common_acc")), "seeds": n}, ok)
 
 
 CLAIMS = [

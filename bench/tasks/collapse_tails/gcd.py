@@ -10,10 +10,21 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from bench.harness.naming import point_prefix
 from bench.data.base import TensorDataModule
 from bench.harness.errors import BenchError
 
 CUTS = ("none", "top_k", "top_p")
+
+
+def generation_stage(n: int) -> str:
+    """The stage of GCD generation ``n``, named by the sweep-point convention: ``gcd/generation=<n>``."""
+    return "gcd/" + point_prefix(generation=n).rstrip("/")
+
+
+def generation_metric(n: int, metric: str) -> str:
+    """``gcd/generation=<n>/<metric>``, the record name of a generation's metric."""
+    return f"{generation_stage(n)}/{metric}"
 
 
 def gcd_bucket(g: Tensor, num_buckets: int) -> Tensor:

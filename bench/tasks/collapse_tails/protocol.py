@@ -82,7 +82,7 @@ def run_gcd(ctx: RunContext) -> None:
     if not isinstance(dm, gcd_lib.GcdDataModule):
         raise BenchError("the gcd part needs data: the task's GcdDataModule (do not override data=)")
     module = ctx.build_module(dm)
-    ctx.fit(module, dm, stage="gcd_gen0")
+    ctx.fit(module, dm, stage=gcd_lib.generation_stage(0))
     generated = dm.split("generated")
     generator = torch.Generator().manual_seed(ctx.seed)
     for n in range(1, int(cfg.generations) + 1):
@@ -91,16 +91,16 @@ def run_gcd(ctx: RunContext) -> None:
         clean = torch.rand(len(labels), generator=generator) < float(cfg.clean_fraction)
         labels = torch.where(clean, generated["y"], labels)
         ctx.log_metrics({"generated/label_acc": (labels == generated["y"]).double().mean(),
-                         "generated/distinct_labels": len(torch.unique(labels))}, stage=f"gcd_gen{n}")
+                         "generated/distinct_labels": len(torch.unique(labels))}, stage=gcd_lib.generation_stage(n))
         dm_n = dm.with_generated_labels(labels)
         module = ctx.build_module(dm_n)
-        ctx.fit(module, dm_n, stage=f"gcd_gen{n}")
+        ctx.fit(module, dm_n, stage=gcd_lib.generation_stage(n))
     for n in range(int(cfg.generations) + 1):
         ctx.log_metrics({"test/rare_acc": _bucket_range_acc(ctx.metrics, n, range(int(cfg.rare_from_bucket), dm.num_buckets)),
                          "test/common_acc": _bucket_range_acc(ctx.metrics, n, range(int(cfg.rare_from_bucket)))},
-                        stage=f"gcd_gen{n}")
+                        stage=gcd_lib.generation_stage(n))
     names = gcd_lib.bucket_names(dm.num_buckets)
-    accuracy = {("clean (gen 0)" if n == 0 else f"gen {n}"): [ctx.metrics.get(f"gcd_gen{n}/test/bucket_acc/{b}") or 0.0
+    accuracy = {("clean (gen 0)" if n == 0 else f"gen {n}"): [ctx.metrics.get(gcd_lib.generation_metric(n, f"test/bucket_acc/{b}")) or 0.0
                                                            for b in range(dm.num_buckets)]
                 for n in range(int(cfg.generations) + 1)}
     cut = {"none": "argmax", "top_k": f"top-{cfg.keep_classes} classes", "top_p": f"top-p {cfg.top_p}"}[str(cfg.cut)]
@@ -112,8 +112,8 @@ def run_gcd(ctx: RunContext) -> None:
 
 def _bucket_range_acc(metrics: dict, generation: int, buckets: range) -> float:
     """Count-weighted test accuracy of generation ``generation`` over ``buckets``."""
-    pairs = [(metrics.get(f"gcd_gen{generation}/test/bucket_acc/{b}"), metrics.get(f"gcd_gen{generation}/test/bucket_count/{b}"))
-             for b in buckets]
+    pairs = [(metrics.get(gcd_lib.generation_metric(generation, f"test/bucket_acc/{b}")),
+              metrics.get(gcd_lib.generation_metric(generation, f"test/bucket_count/{b}"))) for b in buckets]
     pairs = [(a, c) for a, c in pairs if a is not None and c]
     total = sum(c for _, c in pairs)
     return sum(a * c for a, c in pairs) / total if total else float("nan")

@@ -1,18 +1,19 @@
 """The closed-form part of the task: error-vs-T curves of the memorising model on clean, tail-cut, mixed and
 generated data, their Monte-Carlo counterparts, and the numbers the claims check (returned as flat metrics).
 
-Metric names (``hutter/`` is added by the protocol; ``<b>`` is beta as in ``beta2`` or ``beta1.5``):
+Metric names follow the harness's sweep-point convention (``beta=2/k=10/topk/plateau``: axes first, then the
+metric; ``hutter/`` is added by the protocol). Below, ``<b>/`` stands for ``beta=<beta>/``:
   ``<b>/clean/slope`` (fitted log-log slope of the exact error over ``slope_range``), ``<b>/clean/slope_theory``,
   ``<b>/clean/mc_slope`` and ``<b>/clean/mc_slope_se`` (per-repetition slopes of Monte-Carlo curves over
   [slope_range[0], monte_carlo.t_max]: mean and standard error);
-  ``<b>/topk/k<k>/plateau`` (exact error at the grid's largest T), ``<b>/topk/k<k>/plateau_theory``,
+  ``<b>/k=<k>/topk/plateau`` (exact error at the grid's largest T), ``<b>/k=<k>/topk/plateau_theory``,
   ``<b>/topk/plateau_slope`` (log-log slope of the plateau against k), ``<b>/topk/plateau_slope_theory``;
-  ``<b>/topp/p<p>/k`` (the k a top-p cut keeps) and ``<b>/topp/p<p>/plateau``;
-  ``<b>/mix/pi<pi>/t_leave`` (first T at which the top-k cut mixed with a clean fraction pi falls to
+  ``<b>/p=<p>/topp/k`` (the k a top-p cut keeps) and ``<b>/p=<p>/topp/plateau``;
+  ``<b>/pi=<pi>/mix/t_leave`` (first T at which the top-k cut mixed with a clean fraction pi falls to
   ``leave_fraction`` x its plateau), ``<b>/mix/leave_slope`` (log-log slope of t_leave against pi; theory -1);
-  ``<b>/chain/gen<n>/floor`` and ``.../floor_se`` (missing mass of generation n, mean and standard error over
-  chains), ``<b>/chain/gen<n>/rise`` and ``.../rise_se`` (paired increase over generation n - 1),
-  ``<b>/chain/floor_gen_slope`` (log-log slope of the floor against n); ``<b>/chain/T0_<T0>/floor`` (generation-1
+  ``<b>/generation=<n>/chain/floor`` and ``.../floor_se`` (missing mass of generation n, mean and standard error over
+  chains), ``<b>/generation=<n>/chain/rise`` and ``.../rise_se`` (paired increase over generation n - 1),
+  ``<b>/chain/floor_gen_slope`` (log-log slope of the floor against n); ``<b>/T0=<T0>/chain/floor`` (generation-1
   floor for each T0 of ``T0_sweep``, with ``_se``), ``<b>/chain/T0_slope`` and ``<b>/chain/T0_slope_theory``;
   ``mc/max_abs_t`` (largest |Monte Carlo - exact| / standard error over every compared point: those where the
   repetitions are expected to miss >= MIN_EXPECTED_MISSES items), ``mc/comparisons`` and ``mc/dof`` (repetitions
@@ -28,6 +29,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from bench.harness.naming import point_name
 from bench.tasks.collapse_tails import hutter
 from bench.tasks.collapse_tails.zipf import Zipf, generation_chain, mix
 
@@ -35,10 +37,6 @@ from bench.tasks.collapse_tails.zipf import Zipf, generation_chain, mix
 # The t test of Monte Carlo against the exact error is made where the repetitions together are expected to miss
 # at least this many items (a Poisson count of mean >= 100 is close to normal out to the Bonferroni threshold).
 MIN_EXPECTED_MISSES = 100
-
-
-def beta_key(beta: float) -> str:
-    return f"beta{beta:g}"
 
 
 @dataclass
@@ -95,7 +93,7 @@ class MonteCarloCheck:
 def run_beta(cfg: Any, beta: float, generator: torch.Generator, check: MonteCarloCheck) -> tuple[dict, Curves]:
     """All sweeps for one beta; returns (metrics without the ``hutter/`` prefix, curves)."""
     zipf = Zipf(beta, head=int(cfg.head), support=None if cfg.support is None else int(cfg.support))
-    b = beta_key(beta)
+    pt = lambda metric, **axes: point_name(metric, beta=beta, **axes)  # noqa: E731
     T = hutter.log_grid(float(cfg.grid.t_min), float(cfg.grid.t_max), int(cfg.grid.per_decade))
     Tn = T.numpy()
     m: dict[str, float] = {}
@@ -104,15 +102,15 @@ def run_beta(cfg: Any, beta: float, generator: torch.Generator, check: MonteCarl
     lo, hi = (float(v) for v in cfg.slope_range)
     clean = hutter.expected_error(zipf, zipf.clean(), T).numpy()
     fit = (Tn >= lo) & (Tn <= hi)
-    m[f"{b}/clean/slope"] = hutter.loglog_slope(Tn[fit], clean[fit])
-    m[f"{b}/clean/slope_theory"] = hutter.clean_slope(beta)
+    m[pt("clean/slope")] = hutter.loglog_slope(Tn[fit], clean[fit])
+    m[pt("clean/slope_theory")] = hutter.clean_slope(beta)
     curves = Curves(beta, Tn, clean, hutter.clean_theory(zipf, Tn))
     Tm, mean, se, mc = check.run(zipf, zipf.clean(), generator)
     curves.monte_carlo["clean"] = (Tm, mean, se)
     mfit = Tm >= lo
     slopes = np.array([hutter.loglog_slope(Tm[mfit], rep[mfit]) for rep in mc])
-    m[f"{b}/clean/mc_slope"] = float(slopes.mean())
-    m[f"{b}/clean/mc_slope_se"] = float(slopes.std(ddof=1) / math.sqrt(len(slopes)))
+    m[pt("clean/mc_slope")] = float(slopes.mean())
+    m[pt("clean/mc_slope_se")] = float(slopes.std(ddof=1) / math.sqrt(len(slopes)))
 
     # top-k cuts: plateau at the largest T against the tail mass law
     ks = [int(k) for k in cfg.top_k]
@@ -120,10 +118,10 @@ def run_beta(cfg: Any, beta: float, generator: torch.Generator, check: MonteCarl
         curve = hutter.expected_error(zipf, zipf.top_k(k), T).numpy()
         curves.topk[k] = curve
         curves.topk_theory[k] = float(hutter.cut_plateau_theory(zipf, k))
-        m[f"{b}/topk/k{k}/plateau"] = float(curve[-1])
-        m[f"{b}/topk/k{k}/plateau_theory"] = curves.topk_theory[k]
-    m[f"{b}/topk/plateau_slope"] = hutter.loglog_slope(ks, [curves.topk[k][-1] for k in ks])
-    m[f"{b}/topk/plateau_slope_theory"] = -(beta - 1)
+        m[pt("topk/plateau", k=k)] = float(curve[-1])
+        m[pt("topk/plateau_theory", k=k)] = curves.topk_theory[k]
+    m[pt("topk/plateau_slope")] = hutter.loglog_slope(ks, [curves.topk[k][-1] for k in ks])
+    m[pt("topk/plateau_slope_theory")] = -(beta - 1)
     mc_k = int(cfg.monte_carlo.k)
     curves.monte_carlo[f"top-{mc_k}"] = check.run(zipf, zipf.top_k(mc_k), generator)[:3]
 
@@ -132,8 +130,8 @@ def run_beta(cfg: Any, beta: float, generator: torch.Generator, check: MonteCarl
         k = zipf.top_p_k(float(p))
         curve = hutter.expected_error(zipf, zipf.top_p(float(p)), T).numpy()
         curves.topp[float(p)] = (k, curve)
-        m[f"{b}/topp/p{p:g}/k"] = k
-        m[f"{b}/topp/p{p:g}/plateau"] = float(curve[-1])
+        m[pt("topp/k", p=float(p))] = k
+        m[pt("topp/plateau", p=float(p))] = float(curve[-1])
 
     # mixing a clean fraction pi into top-k data: the plateau is left at T ~ k^beta / pi
     k, frac = int(cfg.mixing.k), float(cfg.mixing.leave_fraction)
@@ -146,9 +144,9 @@ def run_beta(cfg: Any, beta: float, generator: torch.Generator, check: MonteCarl
         curves.mix[pi] = curve
         curves.mix_scale[pi] = hutter.mixing_scale(zipf, k, pi)
         leaves.append(hutter.first_crossing(Tn, curve, frac * plateau))
-        m[f"{b}/mix/pi{pi:g}/t_leave"] = leaves[-1]
-        m[f"{b}/mix/pi{pi:g}/t_leave_scale"] = curves.mix_scale[pi]
-    m[f"{b}/mix/leave_slope"] = hutter.loglog_slope(pis, leaves) if all(np.isfinite(leaves)) else math.nan
+        m[pt("mix/t_leave", pi=pi)] = leaves[-1]
+        m[pt("mix/t_leave_scale", pi=pi)] = curves.mix_scale[pi]
+    m[pt("mix/leave_slope")] = hutter.loglog_slope(pis, leaves) if all(np.isfinite(leaves)) else math.nan
     mc_pi = float(cfg.monte_carlo.pi)
     curves.monte_carlo[f"top-{k} + pi={mc_pi:g}"] = check.run(zipf, mix(zipf.top_k(k), mc_pi), generator)[:3]
 
@@ -164,12 +162,12 @@ def run_beta(cfg: Any, beta: float, generator: torch.Generator, check: MonteCarl
     for n in range(1, gens + 1):
         mean, se = _mean_se(floors[:, n])
         rise, rise_se = _mean_se(floors[:, n] - floors[:, n - 1])
-        m[f"{b}/chain/gen{n}/floor"], m[f"{b}/chain/gen{n}/floor_se"] = float(mean), float(se)
-        m[f"{b}/chain/gen{n}/rise"], m[f"{b}/chain/gen{n}/rise_se"] = float(rise), float(rise_se)
+        m[pt("chain/floor", generation=n)], m[pt("chain/floor_se", generation=n)] = float(mean), float(se)
+        m[pt("chain/rise", generation=n)], m[pt("chain/rise_se", generation=n)] = float(rise), float(rise_se)
         errors = np.stack([hutter.expected_error(zipf, chain[n - 1], T).numpy() for chain in chains])
         curves.chain[n] = _mean_se(errors)
     if gens >= 2:
-        m[f"{b}/chain/floor_gen_slope"] = hutter.loglog_slope(np.arange(1, gens + 1), floors[:, 1:].mean(0))
+        m[pt("chain/floor_gen_slope")] = hutter.loglog_slope(np.arange(1, gens + 1), floors[:, 1:].mean(0))
     curves.monte_carlo["generation 1"] = check.run(zipf, chains[0][0], generator)[:3]
     curves.monte_carlo[f"generation {gens}"] = check.run(zipf, chains[0][-1], generator)[:3]
 
@@ -180,10 +178,10 @@ def run_beta(cfg: Any, beta: float, generator: torch.Generator, check: MonteCarl
         f = np.array([hutter.floor(zipf, generation_chain(zipf, t0, 1, generator)[0]) for _ in range(n_chains)])
         mean, se = _mean_se(f)
         sweep_floors.append(mean)
-        m[f"{b}/chain/T0_{t0}/floor"], m[f"{b}/chain/T0_{t0}/floor_se"] = float(mean), float(se)
+        m[pt("chain/floor", T0=t0)], m[pt("chain/floor_se", T0=t0)] = float(mean), float(se)
     if len(sweep) >= 2:
-        m[f"{b}/chain/T0_slope"] = hutter.loglog_slope(sweep, sweep_floors)
-        m[f"{b}/chain/T0_slope_theory"] = hutter.clean_slope(beta)
+        m[pt("chain/T0_slope")] = hutter.loglog_slope(sweep, sweep_floors)
+        m[pt("chain/T0_slope_theory")] = hutter.clean_slope(beta)
     return m, curves
 
 

@@ -11,25 +11,12 @@ the ~20-25 points the paper reports on Waterbirds: ERM 72.6 worst-group vs 97.3 
 
 from __future__ import annotations
 
-import math
-
-import numpy as np
-
 from bench.harness.claims import Claim, Outcome, RecordSet
+from bench.harness.stats import Summary
 
 WGA, ACC = "test/worst_group_acc", "test/acc"
 LARGE = 0.10
 CONFIDENCE = 0.95
-
-
-def _t(n: int) -> float:
-    from scipy.stats import t
-
-    return float(t.ppf(CONFIDENCE, n - 1))
-
-
-def _by_seed(records: RecordSet, metric: str) -> dict[int, float]:
-    return {int(r["seed"]): float(r["metrics"][metric]) for r in records if r["metrics"].get(metric) is not None}
 
 
 def _method(records: RecordSet, method: str, ablation: bool = False) -> RecordSet:
@@ -40,60 +27,47 @@ def _method(records: RecordSet, method: str, ablation: bool = False) -> RecordSe
     return rs
 
 
-def _paired(a: dict[int, float], b: dict[int, float]) -> np.ndarray:
-    """a - b over the seeds both have."""
-    seeds = sorted(set(a) & set(b))
-    return np.array([a[s] - b[s] for s in seeds], dtype=float)
-
-
-def _summary(d: np.ndarray) -> dict:
-    n = len(d)
-    mean = float(d.mean())
-    half = _t(n) * float(d.std(ddof=1)) / math.sqrt(n) if n > 1 else 0.0  # one seed: the point value alone
-    return {"mean": mean, "std": float(d.std(ddof=1)) if n > 1 else math.nan, "n": n, "lower": mean - half, "upper": mean + half}
+def _bounds(s: Summary) -> tuple[float, float]:
+    return s.one_sided(CONFIDENCE)
 
 
 def erm_gap(records: RecordSet):
     rs = _method(records, "erm")
-    d = _paired(_by_seed(rs, ACC), _by_seed(rs, WGA))
-    if not len(d):
+    s = rs.paired_diff(rs, ACC, WGA)
+    if not s.n:
         return None
-    s = _summary(d)
-    return Outcome({"acc - wga": s["mean"], "std": s["std"], "n": s["n"], "lower95": s["lower"]},
-                   s["mean"] >= LARGE and s["lower"] > 0)
+    lower, _ = _bounds(s)
+    return Outcome({"acc - wga": s.mean, "std": s.std, "n": s.n, "lower95": lower}, s.mean >= LARGE and lower > 0)
 
 
 def last_layer_gains(records: RecordSet):
-    erm = _by_seed(_method(records, "erm"), WGA)
+    erm = _method(records, "erm")
     out, ok = {}, True
     for method in ("dfr", "gap_last_layer"):
-        d = _paired(_by_seed(_method(records, method), WGA), erm)
-        if not len(d):
+        s = _method(records, method).paired_diff(erm, WGA)
+        if not s.n:
             return None
-        s = _summary(d)
-        out[f"{method}-erm"] = s["mean"]
-        out[f"{method} lower95"] = s["lower"]
-        ok = ok and s["mean"] >= LARGE and s["lower"] > 0
-    out["n"] = s["n"]
+        lower, _ = _bounds(s)
+        out[f"{method}-erm"] = s.mean
+        out[f"{method} lower95"] = lower
+        ok = ok and s.mean >= LARGE and lower > 0
+    out["n"] = s.n
     return Outcome(out, ok)
 
 
 def gap_vs_dfr(records: RecordSet):
-    d = _paired(_by_seed(_method(records, "gap_last_layer"), WGA), _by_seed(_method(records, "dfr"), WGA))
-    if not len(d):
+    s = _method(records, "gap_last_layer").paired_diff(_method(records, "dfr"), WGA)
+    if not s.n:
         return None
-    s = _summary(d)
-    return Outcome({"gap-dfr": s["mean"], "std": s["std"], "n": s["n"], "upper95": s["upper"]}, s["upper"] >= 0)
+    _, upper = _bounds(s)
+    return Outcome({"gap-dfr": s.mean, "std": s.std, "n": s.n, "upper95": upper}, upper >= 0)
 
 
 def tau_ablation(records: RecordSet):
-    with_tau = _by_seed(_method(records, "gap_last_layer"), WGA)
-    without = _by_seed(_method(records, "gap_last_layer", ablation=True), WGA)
-    d = _paired(with_tau, without)
-    if not len(d):
+    s = _method(records, "gap_last_layer").paired_diff(_method(records, "gap_last_layer", ablation=True), WGA)
+    if not s.n:
         return None
-    s = _summary(d)
-    return Outcome({"wga(tau>0) - wga(tau=0)": s["mean"], "std": s["std"], "n": s["n"]}, s["mean"] > 0)
+    return Outcome({"wga(tau>0) - wga(tau=0)": s.mean, "std": s.std, "n": s.n}, s.mean > 0)
 
 
 CLAIMS = [

@@ -7,27 +7,8 @@ import warnings
 import torch
 from torch import Tensor
 
-from bench.data.base import TensorDataModule, stratified_split
+from bench.data.base import stratified_split
 from bench.harness.errors import BenchError
-
-
-class SplitsDataModule(TensorDataModule):
-    """A datamodule over given splits (e.g. train = half of the validation split), with the class / group
-    metadata of the datamodule they came from."""
-
-    def __init__(self, splits: dict[str, dict[str, Tensor]], like: TensorDataModule, **kwargs) -> None:
-        kwargs.setdefault("batch_size", like.batch_size)
-        kwargs.setdefault("eval_batch_size", like.eval_batch_size)
-        kwargs.setdefault("steps_per_call", like.steps_per_call)
-        kwargs.setdefault("seed", like.seed)
-        super().__init__(**kwargs)
-        self.given = splits
-        self.num_classes, self.num_groups = like.num_classes, like.num_groups
-        self.input_shape = tuple(like.input_shape)
-        self.group_names = group_names(like)
-
-    def build(self):
-        return self.given
 
 
 def group_names(dm) -> tuple[str, ...]:

@@ -14,18 +14,17 @@ The selected values are recorded as ``select/val_<metric>`` and ``select/epoch``
 
 from __future__ import annotations
 
-import json
-import os
 from dataclasses import dataclass, field
 
 import torch
 from omegaconf import OmegaConf
 
+from bench.callbacks.snapshots import EpochSnapshots
+from bench.data.base import TensorDataModule
 from bench.harness.context import RunContext
 from bench.harness.errors import BenchError
 from bench.metrics.classification import PerGroupAccuracy
 from bench.tasks.group_priors.data import (
-    SplitsDataModule,
     has_groups,
     require_groups,
     split_for_selection,
@@ -34,7 +33,7 @@ from bench.tasks.group_priors.data import (
 )
 from bench.tasks.group_priors.dfr import AveragedLogisticHead, extract_features
 from bench.tasks.group_priors.module import ERMModule, GAPModule, GroupDROModule, require_feature_split
-from bench.tasks.group_priors.selection import SELECTION_METRICS, EpochSnapshots, ValidationSelection, selection_score
+from bench.tasks.group_priors.selection import SELECTION_METRICS, ValidationSelection, selection_score
 
 METHODS = ("erm", "dfr", "group_dro", "jtt", "gap_last_layer", "gap_all_layers")
 
@@ -51,24 +50,10 @@ def _net_state(module_state: dict) -> dict:
     return {k[len("net."):]: v for k, v in module_state.items() if k.startswith("net.")}
 
 
-def _plain(node):
-    return OmegaConf.to_container(node, resolve=True) if OmegaConf.is_config(node) else node
-
-
-def _save_atomic(obj, path, as_json: bool = False) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    if as_json:
-        tmp.write_text(json.dumps(obj, sort_keys=True))
-    else:
-        torch.save(obj, tmp)
-    os.replace(tmp, path)
-
-
 def erm_key(cfg) -> dict:
-    """The config parts that define the ERM stage: its cache key."""
+    """The config parts that define the ERM stage (the harness adds trainer, threads and the task version)."""
     return {
-        "data": _plain(cfg.data), "model": _plain(cfg.model), "optimizer": _plain(cfg.optimizer), "erm": _plain(cfg.erm),
-        "erm_seed": int(cfg.erm_seed), "precision": str(cfg.trainer.precision),
+        "data": cfg.data, "model": cfg.model, "optimizer": cfg.optimizer, "erm": cfg.erm,
         "every_n_epochs": int(cfg.selection.every_n_epochs) if str(cfg.erm.selection_metric) != "none" else None,
     }
 
@@ -78,22 +63,13 @@ def _selection(dm, grouped: bool, metric: str, restore_best: bool) -> Validation
 
 
 def erm_stage(ctx: RunContext, dm, grouped: bool) -> ERMResult:
-    """Train ERM once per ``erm_key`` (reused from ``ctx.cache_dir`` by every later run with the same key)."""
+    """ERM, a cached stage: trained once per ``erm_key`` and ``erm_seed``, reused by every method and second-stage
+    seed."""
     cfg = ctx.cfg
-    cache = ctx.cache_dir("erm", erm_key(cfg))
-    states_path, metrics_path = cache / "states.pt", cache / "metrics.json"
-    if metrics_path.is_file() and states_path.is_file():
-        states = torch.load(states_path, map_location="cpu", weights_only=True)
-        metrics = json.loads(metrics_path.read_text())
-        ctx.log_metrics(metrics, stage="erm")
-        return ERMResult(states["final"], states["selected"], states["snapshots"], metrics)
 
-    metric = str(cfg.erm.selection_metric)
-    select = metric != "none" and "val" in dm.splits
-    run_seed = ctx.seed
-    ctx.seed = int(cfg.erm_seed)  # the ERM stage depends on erm_seed only, whichever run trains it first
-    try:
-        ctx.seed_stage("erm")
+    def train() -> dict:
+        metric = str(cfg.erm.selection_metric)
+        select = metric != "none" and "val" in dm.splits
         module = ERMModule(ctx.build_net(dm), ctx.optimizer_factory())
         selection = _selection(dm, grouped, metric, restore_best=False) if select else None
         snapshots = EpochSnapshots(list(cfg.erm.snapshot_epochs or []))
@@ -104,18 +80,17 @@ def erm_stage(ctx: RunContext, dm, grouped: bool) -> ERMResult:
             overrides["limit_val_batches"] = 0
         out = ctx.fit(module, dm, stage="erm", test=False,
                       extra_callbacks=[snapshots] + ([selection] if select else []), **overrides)
-    finally:
-        ctx.seed = run_seed
-    final = _net_state(module.state_dict())
-    selected = _net_state(selection.best_state) if selection is not None and selection.best_state is not None else final
-    snaps = {int(e): _net_state(s) for e, s in snapshots.states.items()}
-    metrics = {k[len("erm/"):]: v for k, v in out.items() if k.startswith("erm/")}
-    if selection is None:  # the last epoch is the selected one
-        metrics["select/epoch"] = float(cfg.erm.max_epochs)
-        ctx.log_metrics({"select/epoch": metrics["select/epoch"]}, stage="erm")
-    _save_atomic({"final": final, "selected": selected, "snapshots": snaps}, states_path)
-    _save_atomic(metrics, metrics_path, as_json=True)  # written last: marks the cache entry complete
-    return ERMResult(final, selected, snaps, metrics)
+        final = _net_state(module.state_dict())
+        selected = _net_state(selection.best_state) if selection is not None and selection.best_state is not None else final
+        metrics = {k[len("erm/"):]: v for k, v in out.items() if k.startswith("erm/")}
+        if selection is None:  # the last epoch is the selected one
+            metrics["select/epoch"] = float(cfg.erm.max_epochs)
+            ctx.log_metrics({"select/epoch": metrics["select/epoch"]}, stage="erm")
+        snaps = {int(e): _net_state(s) for e, s in snapshots.states.items()}
+        return {"final": final, "selected": selected, "snapshots": snaps, "metrics": metrics}
+
+    out = ctx.cached_stage("erm", erm_key(cfg), train, seed=int(cfg.erm_seed))
+    return ERMResult(out["final"], out["selected"], {int(e): s for e, s in out["snapshots"].items()}, out["metrics"])
 
 
 def _net_from(ctx: RunContext, dm, state: dict) -> torch.nn.Module:
@@ -132,12 +107,10 @@ def _fit_selected(ctx: RunContext, module, datamodule, max_epochs: int, stage: s
                    check_val_every_n_epoch=int(cfg.selection.every_n_epochs))
 
 
-def _retraining_view(ctx: RunContext, dm, **kwargs) -> tuple[SplitsDataModule, dict]:
+def _retraining_view(ctx: RunContext, dm, **kwargs) -> tuple[TensorDataModule, dict]:
     """Train on part of validation, select on the rest (stratified by group), test on test."""
     fit, select = split_for_selection(dm.splits["val"], float(ctx.cfg.selection.select_fraction), dm.seed)
-    view = SplitsDataModule({"train": fit, "val": select, "test": dm.splits["test"]}, like=dm, **kwargs)
-    view.setup()
-    return view, fit
+    return dm.with_splits(train=fit, val=select, **kwargs), fit
 
 
 # -- the methods ---------------------------------------------------------------------------------------------------
@@ -186,8 +159,7 @@ def run_jtt(ctx: RunContext, dm, erm: ERMResult) -> None:
     with torch.no_grad():
         pred = torch.cat([identifier(train["x"][i : i + 4096]).argmax(1) for i in range(0, len(train["y"]), 4096)])
     errors = pred != train["y"]
-    view = SplitsDataModule({"train": upsample(train, errors, int(cfg.upweight)), "val": dm.splits["val"],
-                             "test": dm.splits["test"]}, like=dm)
+    view = dm.with_splits(train=upsample(train, errors, int(cfg.upweight)))
     ctx.seed_stage("main")
     module = ERMModule(ctx.build_net(dm), ctx.optimizer_factory())
     _fit_selected(ctx, module, view, cfg.max_epochs)

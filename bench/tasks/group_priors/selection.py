@@ -1,8 +1,7 @@
-"""Model selection on validation groups, and snapshots of a run at given epochs."""
+"""Model selection on validation groups."""
 
 from __future__ import annotations
 
-import copy
 from typing import Any
 
 import lightning as L
@@ -61,19 +60,16 @@ class ValidationSelection(L.Callback):
             self.best_state = {k: v.detach().cpu().clone() for k, v in pl_module.state_dict().items()}
         pl_module.log_dict({f"select/val_{self.metric}": self.best_score, "select/epoch": float(self.best_epoch)})
 
+    def state_dict(self) -> dict[str, Any]:
+        """Saved with each checkpoint: a resumed stage still knows its best epoch and weights."""
+        return {"best_score": self.best_score, "best_epoch": self.best_epoch, "best_state": self.best_state,
+                "history": [list(h) for h in self.history]}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.best_score, self.best_epoch = float(state_dict["best_score"]), int(state_dict["best_epoch"])
+        self.best_state = state_dict["best_state"]
+        self.history = [(int(e), float(v)) for e, v in state_dict["history"]]
+
     def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if self.restore_best and self.best_state is not None:
             pl_module.load_state_dict(self.best_state)
-
-
-class EpochSnapshots(L.Callback):
-    """Copies of the module's weights at the end of the given (1-based) epochs, in ``self.states``."""
-
-    def __init__(self, epochs: list[int]) -> None:
-        self.epochs = sorted({int(e) for e in epochs})
-        self.states: dict[int, dict[str, torch.Tensor]] = {}
-
-    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        epoch = trainer.current_epoch + 1
-        if epoch in self.epochs:
-            self.states[epoch] = copy.deepcopy({k: v.detach().cpu() for k, v in pl_module.state_dict().items()})

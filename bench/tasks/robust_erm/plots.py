@@ -7,7 +7,8 @@ import math
 
 import numpy as np
 
-from bench.tasks.robust_erm.results import mean_std, robust_at_train_eps
+from bench.harness.stats import summarize
+from bench.tasks.robust_erm.results import robust_at_train_eps
 
 
 def _figure(ncols: int):
@@ -39,10 +40,10 @@ def plot_linear_curves(rows: list[dict], metric: str, ylabel: str):
             if not by_m:
                 continue
             ms = sorted(by_m)
-            stats = [mean_std(by_m[m]) for m in ms]
-            mean = np.array([s[0] for s in stats])
-            std = np.nan_to_num(np.array([s[1] for s in stats]))
-            n = max(s[2] for s in stats)
+            stats = [summarize(by_m[m].values()) for m in ms]
+            mean = np.array([s.mean for s in stats])
+            std = np.nan_to_num(np.array([s.std for s in stats]))
+            n = max(s.n for s in stats)
             ax.errorbar(ms, mean, yerr=std, marker="o", capsize=3, label=f"{method} (n={n})")
         kind, value = radius
         ax.set_title(f"eps = {value:g} * gamma" if kind == "c" else f"eps = {value:g}")
@@ -67,50 +68,12 @@ def plot_network(rows: list[dict], split: str = "test"):
             if r["method"] == method and v is not None and math.isfinite(v):
                 by_eps.setdefault(r["problem/train_eps"], {})[r["seed"]] = v
         es = sorted(by_eps)
-        stats = [mean_std(by_eps[e]) for e in es]
-        ax.errorbar(es, [s[0] for s in stats], yerr=np.nan_to_num([s[1] for s in stats]), marker="o", capsize=3,
-                    label=f"{method} (n={max([s[2] for s in stats], default=0)})")
+        stats = [summarize(by_eps[e].values()) for e in es]
+        ax.errorbar(es, [s.mean for s in stats], yerr=np.nan_to_num([s.std for s in stats]), marker="o", capsize=3,
+                    label=f"{method} (n={max([s.n for s in stats], default=0)})")
     ax.set_xlabel("training radius eps (l_inf, PGD-10)")
     ax.set_ylabel(f"{split} accuracy under PGD at eps")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
     return fig
-
-
-def main(argv: list[str] | None = None) -> int:
-    """``python -m bench.tasks.robust_erm.plots [--results results] [--out figures]``: the comparison figures
-    from every robust_erm record of the newest task version under ``--results``."""
-    import argparse
-    from pathlib import Path
-
-    from bench.harness.record import load_records
-    from bench.tasks.robust_erm.results import rows
-
-    ap = argparse.ArgumentParser(prog="python -m bench.tasks.robust_erm.plots")
-    ap.add_argument("--results", default="results")
-    ap.add_argument("--out", default="figures")
-    a = ap.parse_args(argv)
-    records = load_records(a.results, "robust_erm")
-    if not records:
-        print(f"no robust_erm records under {a.results}")
-        return 1
-    newest = max(r["task_version"] for r in records)
-    records = [r for r in records if r["task_version"] == newest]
-    out = Path(a.out)
-    out.mkdir(parents=True, exist_ok=True)
-    linear, network = rows(records, "linear"), rows(records, "network")
-    figures = {}
-    if linear:
-        figures["robust_acc_vs_m"] = plot_linear_curves(linear, "test/robust_acc", "robust test accuracy (exact)")
-        figures["l1_over_l2_vs_m"] = plot_linear_curves(linear, "w/l1_over_l2", "||w||_1 / ||w||_2")
-    if network:
-        figures["robust_acc_vs_train_eps"] = plot_network(network)
-    for name, fig in figures.items():
-        fig.savefig(out / f"{name}.png", dpi=120, bbox_inches="tight")
-        print(out / f"{name}.png")
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

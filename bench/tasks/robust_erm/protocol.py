@@ -1,9 +1,9 @@
 """The protocol of ``robust_erm``: ``part=linear`` (a batch of linear problems, exact robust loss, one stage) or
 ``part=network`` (PGD adversarial training of a network at each training radius, one stage per radius).
 
-Figures compare methods: each run draws its own rows together with the finished runs of the same experiment
-(same data / threat / training settings, any model, optimizer and seed) that it finds in ``results_dir``, so the
-last run of ``bench verify`` holds the full comparison.
+A run's figures show that run alone; the figures comparing methods and seeds are drawn by the task's report hook
+(:mod:`bench.tasks.robust_erm.report`) from the verify plan's records, so no run depends on what else sits in
+``results_dir``.
 """
 
 from __future__ import annotations
@@ -13,7 +13,6 @@ import math
 from contextlib import contextmanager
 from typing import Iterator
 
-import lightning as L
 import torch
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
@@ -23,7 +22,7 @@ from bench.callbacks.robust import RobustAccuracyCallback
 from bench.data.linear_teacher import as_list
 from bench.harness.context import RunContext
 from bench.harness.errors import BenchError
-from bench.harness.record import load_records
+from bench.harness.naming import point_prefix
 from bench.tasks.robust_erm import plots, results
 from bench.tasks.robust_erm.linear_module import RobustLinearModule
 from bench.tasks.robust_erm.margins import max_margin
@@ -98,7 +97,8 @@ def linear_problems(ctx: RunContext, dm) -> tuple[list[dict], float]:
                     f"eps = c * gamma is undefined. Use threat.c=0, an absolute radius threat.eps=<value>, or separable "
                     f"data (data.label_noise=0)")
             single = len(sizes) == 1 and len(radii) == 1
-            name = "" if single else (f"m={m}/eps={r:g}/" if absolute else f"m={m}/c={r:g}/")
+            axes = {"m": m, "eps": float(r)} if absolute else {"m": m, "c": float(r)}
+            name = "" if single else point_prefix(**axes)
             problems.append({"m": m, "c": None if absolute else r, "eps": r if absolute else r * gammas[m],
                              "gamma": gammas[m], "name": name})
     return problems, p
@@ -129,24 +129,12 @@ def linear_part(ctx: RunContext) -> None:
         if q["c"] is not None:
             constants[f"{q['name']}problem/c"] = q["c"]
     ctx.log_metrics(constants)
-    rows = results.rows(_siblings(ctx, "linear"), "linear")
+    rows = results.rows([_this_run(ctx)], "linear")
     ctx.save_figure(plots.plot_linear_curves(rows, "test/robust_acc", "robust test accuracy (exact)"), "robust_acc_vs_m")
     ctx.save_figure(plots.plot_linear_curves(rows, "w/l1_over_l2", "||w||_1 / ||w||_2"), "l1_over_l2_vs_m")
 
 
-# -- network part --------------------------------------------------------------------------------------------
-class TrainSplitAsTest(L.LightningDataModule):
-    """The training split served as the test split (robust accuracy on the training set)."""
-
-    def __init__(self, dm) -> None:
-        super().__init__()
-        self.dm, self.num_classes = dm, dm.num_classes
-        self.num_groups = 0
-
-    def test_dataloader(self):
-        return self.dm.train_eval_dataloader()
-
-
+# -- network part ------------------------------------------------------------------------------------------------
 def network_part(ctx: RunContext) -> None:
     cfg, ncfg = ctx.cfg, ctx.cfg.network
     per_call, calls = _steps(ncfg, "network")
@@ -155,45 +143,24 @@ def network_part(ctx: RunContext) -> None:
     train_attack = OmegaConf.to_container(ncfg.train_attack, resolve=True)
     dm = ctx.build_datamodule(cfg=ncfg.data)
     for e in radii:
-        stage = "main" if len(radii) == 1 else f"train_eps={e:g}"
+        stage = "main" if len(radii) == 1 else point_prefix(train_eps=e).rstrip("/")
         prefix = "" if stage == "main" else f"{stage}/"
         ctx.seed_stage(f"{stage}/init")
         module = RobustNetModule(ctx.build_net(dm, cfg=ncfg.model), ctx.optimizer_factory(), train_eps=e,
                                  train_attack=train_attack, steps_per_call=per_call)
         test = ctx.fit(module, dm, stage=stage, max_epochs=calls)
         on_train = [ClassificationEvalCallback(prefix="train"), RobustAccuracyCallback(copy.deepcopy(attack), prefix="train")]
-        train = ctx.test(module, TrainSplitAsTest(dm), stage=stage, callbacks=on_train)
+        train = ctx.test(module, dm.with_splits(test="train"), stage=stage, callbacks=on_train)
         gaps = {"robust_gap@eps=0": train[f"{prefix}train/acc"] - test[f"{prefix}test/acc"]}
         for r in attack.get("eps") or []:
             key = f"robust_acc@eps={r:g}"
             if f"{prefix}train/{key}" in train:
                 gaps[f"robust_gap@eps={r:g}"] = train[f"{prefix}train/{key}"] - test[f"{prefix}test/{key}"]
         ctx.log_metrics({**gaps, "problem/train_eps": e, "train/steps": per_call * calls}, stage=stage)
-    rows = results.rows(_siblings(ctx, "network"), "network")
+    rows = results.rows([_this_run(ctx)], "network")
     ctx.save_figure(plots.plot_network(rows), "robust_acc_vs_train_eps")
 
 
-# -- comparison with finished runs of the same experiment ---------------------------------------------------
-def _experiment_key(config: dict, part: str) -> dict:
-    keys = ("data", "threat", "linear") if part == "linear" else ("network", "attack")
-    out = {k: copy.deepcopy(config.get(k)) for k in keys}
-    for d in (out.get("data"), (out.get("network") or {}).get("data")):
-        if isinstance(d, dict):
-            d.pop("seed", None)
-    return out
-
-
-def _siblings(ctx: RunContext, part: str) -> list[dict]:
-    """This run (as a record-like dict) and the finished records of the same experiment with other methods or seeds."""
-    config = OmegaConf.to_container(ctx.cfg, resolve=True)
-    me = {"config": config, "metrics": dict(ctx.metrics), "seed": ctx.seed}
-    key, method = _experiment_key(config, part), results.method_name(config)
-    out = [me]
-    for r in load_records(str(ctx.cfg.results_dir), str(ctx.cfg.task.name)):
-        c = r["config"]
-        same_run = results.method_name(c) == method and r.get("seed") == ctx.seed
-        if (c.get("part") == part and r.get("task_version") == str(ctx.cfg.task.version)
-                and r.get("profile") == str(ctx.cfg.get("profile_name")) and not same_run
-                and _experiment_key(c, part) == key):
-            out.append(r)
-    return out
+def _this_run(ctx: RunContext) -> dict:
+    """This run as a record-like dict (config, metrics, seed), for its own figures."""
+    return {"config": OmegaConf.to_container(ctx.cfg, resolve=True), "metrics": dict(ctx.metrics), "seed": ctx.seed}

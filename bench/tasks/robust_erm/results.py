@@ -1,8 +1,9 @@
 """Read the task's records as tidy rows (one per trained problem), for claims and plots.
 
-Every trained problem logs ``<prefix>problem/...`` constants next to its metrics (linear part: ``problem/m``,
-``problem/c``, ``problem/eps``; network part: ``problem/train_eps``), so a row is found by its prefix whatever the
-sweep layout of the run (one problem per run, or many).
+A run that trains several problems names each one's metrics by the harness's sweep-point convention
+(``m=64/c=0.5/test/robust_acc``, ``train_eps=0.1/test/acc``: :mod:`bench.harness.naming`), and every problem logs
+``problem/...`` constants next to its metrics (linear part: ``problem/m``, ``problem/c``, ``problem/eps``; network
+part: ``problem/train_eps``), so a row is the set of metrics of one sweep point, whatever the run's layout.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 import math
 from collections import defaultdict
 
-import numpy as np
+from bench.harness.naming import parse_point
 
 SHORT = {"LinearPredictor": "", "DiagonalNet": "diag-net ", "GD": "GD", "CoordinateDescent": "CD", "SignGD": "sign-GD"}
 
@@ -29,20 +30,19 @@ def method_name(config: dict) -> str:
 
 
 def rows(records, part: str) -> list[dict]:
-    """One dict per trained problem: method, seed, the problem constants and its metrics (prefix removed)."""
+    """One dict per trained problem: method, seed, the problem constants and its metrics (point axes removed)."""
     marker = "problem/m" if part == "linear" else "problem/train_eps"
     out = []
     for r in records:
         if r["config"].get("part") != part:
             continue
-        metrics = r["metrics"]
-        for key in metrics:
-            if not key.endswith(marker):
-                continue
-            prefix = key[: -len(marker)]
-            row = {k[len(prefix):]: v for k, v in metrics.items() if k.startswith(prefix) and "/" in k[len(prefix):]}
-            row.update(method=method_name(r["config"]), seed=r.get("seed", 0))
-            out.append(row)
+        points: dict[tuple, dict] = defaultdict(dict)
+        for key, value in r["metrics"].items():
+            axes, metric = parse_point(key)
+            points[tuple(sorted(axes.items()))][metric] = value
+        for metrics in points.values():
+            if marker in metrics:
+                out.append({**metrics, "method": method_name(r["config"]), "seed": r.get("seed", 0)})
     return out
 
 
@@ -53,24 +53,6 @@ def table(rows_: list[dict], keys: tuple[str, ...], metric: str) -> dict[tuple, 
         v = r.get(metric)
         out[(r["method"], *(r.get(k) for k in keys))][int(r["seed"])] = math.nan if v is None else float(v)
     return dict(out)
-
-
-def mean_std(by_seed: dict[int, float] | None) -> tuple[float, float, int]:
-    """Mean, std (ddof = 1) and number of seeds."""
-    v = np.array(list((by_seed or {}).values()), dtype=float)
-    if len(v) == 0:
-        return math.nan, math.nan, 0
-    return float(v.mean()), float(v.std(ddof=1)) if len(v) > 1 else math.nan, len(v)
-
-
-def paired(a: dict[int, float] | None, b: dict[int, float] | None) -> tuple[float, float, int]:
-    """Mean and standard error (ddof = 1) of a - b over the seeds both have."""
-    seeds = sorted(set(a or {}) & set(b or {}))
-    d = np.array([a[s] - b[s] for s in seeds], dtype=float)
-    if len(d) == 0:
-        return math.nan, math.nan, 0
-    se = float(d.std(ddof=1) / math.sqrt(len(d))) if len(d) > 1 else math.nan
-    return float(d.mean()), se, len(d)
 
 
 def robust_at_train_eps(row: dict, split: str = "test") -> float | None:
