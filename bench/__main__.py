@@ -6,7 +6,6 @@ answers at once.
 
 from __future__ import annotations
 
-import argparse
 import sys
 
 USAGE = """usage: bench <command> [args]
@@ -25,29 +24,87 @@ commands:
 def cmd_list(argv: list[str]) -> int:
     from bench.harness.registry import tasks
 
+    from bench.harness.registry import task_problems
+
     rows = tasks()
     width = max((len(n) for n in rows), default=4)
     for name, t in rows.items():
         print(f"{name:<{width}}  v{t.version:<5} arXiv:{t.arxiv:<11} {t.description}")
-    return 0
+    for problem in task_problems().values():
+        print(f"error: {problem}", file=sys.stderr)
+    return 1 if task_problems() else 0
+
+
+FIT_HELP = """usage: bench fit task=<name> [key=value ...] [-m]
+
+Train and evaluate one task; writes one result record to <results_dir>/<task>/<run_id>.json.
+
+  task=<name>            required; `bench list` shows the tasks
+  <group>=<option>       swap a config group: data, model, optimizer, trainer, logger, attack, callbacks,
+                         profile, experiment (e.g. profile=smoke: seconds; experiment=<task>_paper: the paper)
+  key=value              set any value (e.g. seed=1 optimizer.lr=0.01 trainer.max_epochs=5); +key=value adds a key
+  ckpt_path=last         continue the interrupted run of this config (finished stages are reused)
+  ckpt_path=<file>       continue from that checkpoint (a stage's last.ckpt); the file is never deleted
+  results_dir=DIR        where records go (default results/); work_dir=DIR: checkpoints, logs, figures (runs/)
+  -m key=a,b             multirun: one run per value (a failing run is counted, the others go on)
+
+examples:
+  bench fit task=neural_collapse profile=smoke
+  bench fit task=neural_collapse method=at seed=1 logger=none
+  bench fit -m task=group_priors method=erm,dfr seed=0,1,2
+"""
+
+VERIFY_HELP = """usage: bench verify task=<name> [key=value ...] [--rerun]
+
+Run the task's verify plan (task.verify in conf/task/<name>.yaml: its runs and seeds), reusing records with the
+same config, then check the paper's claims and print PASS / FAIL per claim; the summary (with the profile) goes to
+<results_dir>/<task>/verify/latest.json. Exit status 0 when every gating claim passes.
+
+  task=<name>            required; `bench list` shows the tasks
+  key=value              applied to every run of the plan (e.g. profile=smoke for a quick check of the wiring)
+  --rerun                run every run again instead of reusing records
+"""
+
+
+def _wants_help(argv: list[str]) -> bool:
+    return any(a in ("-h", "--help", "help") for a in argv)
 
 
 def cmd_fit(argv: list[str]) -> int:
     from bench.harness.registry import check_overrides, tasks
 
+    if _wants_help(argv):
+        print(FIT_HELP)
+        return 0
     overrides = [a for a in argv if not a.startswith("-")]
     check_overrides(overrides)
     if not any(a.split("=", 1)[0].lstrip("+") == "task" for a in overrides):
         print(f"error: no task given; add task=<name> (known tasks: {', '.join(sorted(tasks()))})", file=sys.stderr)
         return 2
-    from bench.harness.hydra_app import hydra_fit
+    from bench.harness.validation import check_composition, first_of_sweeps
 
-    sys.argv = [sys.argv[0], *argv]
+    # a misspelled key or a bad value type: one line here instead of Hydra's block
+    check_composition(first_of_sweeps([o for o in overrides if not o.startswith("hydra")]))
+    from bench.harness.hydra_app import MULTIRUN, hydra_fit
+
+    from bench.harness.config import searchpath_overrides
+
+    sys.argv = [sys.argv[0], *searchpath_overrides(), *argv]
     hydra_fit()
+    failures = MULTIRUN["failures"]
+    if failures:
+        for overrides_, message in failures:
+            print(f"failed: {' '.join(overrides_)}: {message}", file=sys.stderr)
+        print(f"error: {len(failures)} of {MULTIRUN['jobs']} runs failed (their errors are above and in failed.txt "
+              "in each job's Hydra folder)", file=sys.stderr)
+        return 1
     return 0
 
 
 def cmd_verify(argv: list[str]) -> int:
+    if _wants_help(argv):
+        print(VERIFY_HELP)
+        return 0
     from bench.harness.verify import run_verify
 
     rerun = "--rerun" in argv
@@ -55,19 +112,9 @@ def cmd_verify(argv: list[str]) -> int:
 
 
 def cmd_leaderboard(argv: list[str]) -> int:
-    p = argparse.ArgumentParser(prog="bench leaderboard")
-    p.add_argument("--results", default="results", help="folder of result records (default: results/)")
-    p.add_argument("--wandb", default=None, metavar="ENTITY/PROJECT", help="read records from a W&B project instead")
-    p.add_argument("--out", default="leaderboard", help="output folder (default: leaderboard/)")
-    p.add_argument("--include-smoke", action="store_true", help="also list runs of the smoke profile")
-    a = p.parse_args(argv)
-    from bench.leaderboard.build import build_leaderboard, records_from_wandb
-    from bench.harness.record import load_records
+    from bench.leaderboard.command import main as leaderboard_main
 
-    records = records_from_wandb(a.wandb) if a.wandb else load_records(a.results)
-    written = build_leaderboard(records, a.out, include_smoke=a.include_smoke)
-    print(f"leaderboard: {len(records)} records -> {len(written)} files in {a.out}/")
-    return 0
+    return leaderboard_main(argv)
 
 
 def cmd_perf(argv: list[str]) -> int:
@@ -79,8 +126,28 @@ def cmd_perf(argv: list[str]) -> int:
 COMMANDS = {"list": cmd_list, "fit": cmd_fit, "verify": cmd_verify, "leaderboard": cmd_leaderboard, "perf": cmd_perf}
 
 
+def take_includes(argv: list[str]) -> list[str]:
+    """``--include DIR`` (any number, any position): folders of extra tasks and configs laid out like ``conf/``.
+    They go into ``$BENCH_INCLUDE``, so Lightning's DDP children and Hydra's jobs see them too."""
+    import os
+
+    rest, dirs = [], []
+    it = iter(argv)
+    for a in it:
+        if a == "--include":
+            dirs.append(next(it, ""))
+        elif a.startswith("--include="):
+            dirs.append(a.split("=", 1)[1])
+        else:
+            rest.append(a)
+    if dirs:
+        known = list(filter(None, os.environ.get("BENCH_INCLUDE", "").split(os.pathsep)))
+        os.environ["BENCH_INCLUDE"] = os.pathsep.join([*(str(os.path.abspath(d)) for d in dirs), *known])
+    return rest
+
+
 def main(argv: list[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
+    argv = take_includes(list(sys.argv[1:] if argv is None else argv))
     if argv and "=" in argv[0] and not argv[0].startswith("-"):
         argv = ["fit", *argv]  # Lightning's DDP launcher re-runs us with the overrides only
     if not argv or argv[0] in ("-h", "--help", "help"):
@@ -96,7 +163,7 @@ def main(argv: list[str] | None = None) -> int:
         return cmd(argv[1:]) or 0
     except BenchError as e:
         print(f"error: {e}", file=sys.stderr)
-        return 1
+        return e.exit_code
 
 
 if __name__ == "__main__":

@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import pytest
 
 os.environ.setdefault("WANDB_MODE", "offline")
 os.environ.setdefault("WANDB_SILENT", "true")
+# the harness tests' own task (tests/fixtures/task/fixture.yaml) is found like a user's included task folder;
+# subprocesses (CLI, DDP) inherit it
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
+os.environ["BENCH_INCLUDE"] = os.pathsep.join(
+    [str(FIXTURES), *filter(None, os.environ.get("BENCH_INCLUDE", "").split(os.pathsep))])
 
 
 @pytest.fixture

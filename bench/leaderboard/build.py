@@ -1,197 +1,214 @@
-"""Build the leaderboard from result records.
+"""Build the leaderboard folder from result records: per task ``<task>.md``, ``<task>.csv`` and ``<task>.png``, and
+``index.md`` and ``index.html`` over all tasks. The output depends only on the records and verify summaries: same
+inputs, same bytes.
 
-Rows are (task version, label, config without the seed); columns are the task's headline metrics as
-mean ± std (ddof = 1) over seeds with the number of seeds n. A robust number whose validity checks failed in any
-of its runs is marked ``unreliable``. The output depends only on the records: same records, same bytes.
+Safety: records are checked before anything is written (a bad one is skipped with a warning naming it; none left
+is an error that leaves the output folder as it was); task names must match the registry's name pattern, so a
+record cannot name a file outside the output folder. The builder lists the files it wrote in ``MANIFEST`` and on
+the next build removes those it no longer writes (in a folder built before the manifest existed: the per-task files
+with its heading); look-alike files it did not write are reported, never deleted.
 """
 
 from __future__ import annotations
 
-import csv
-import html
-import io
-import json
-import math
+import os
+import tempfile
 from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable
 
-import numpy as np
-
+from bench.harness.errors import BenchError
 from bench.harness.record import validate
+from bench.harness.spec import NAME_PATTERN
+from bench.leaderboard.page import render_html
+from bench.leaderboard.plots import render_plot
+from bench.leaderboard.status import ClaimStatus, claim_status
+from bench.leaderboard.table import TaskTable, headline, task_table
+from bench.leaderboard.text import render_csv, render_index_markdown, render_task_markdown
+
+MANIFEST = "MANIFEST"
 
 
-def _version_key(v: str) -> tuple:
-    return tuple(int(p) if p.isdigit() else p for p in str(v).replace("-", ".").split("."))
+@dataclass
+class BuildResult:
+    written: list[Path]
+    removed: list[Path] = field(default_factory=list)  # stale files of an earlier build, deleted
+    unowned: list[Path] = field(default_factory=list)  # look-alike files this builder never wrote, kept
+    skipped: list[str] = field(default_factory=list)  # "<record>: <why>" for each record left out
+    records: int = 0  # records on the tables (older task versions and smoke runs are not)
 
 
-def _stats(values: list[float]) -> tuple[float, float, int]:
-    v = np.array([x for x in values if x is not None and math.isfinite(x)], dtype=float)
-    if len(v) == 0:
-        return math.nan, math.nan, 0
-    return float(v.mean()), float(v.std(ddof=1)) if len(v) > 1 else math.nan, len(v)
+def record_name(r: object) -> str:
+    if isinstance(r, dict):
+        return str(r.get("_path") or r.get("run_id") or "a record without run_id")
+    return f"a record of type {type(r).__name__}"
 
 
-def fmt_mean_std(mean: float, std: float) -> str:
-    if not math.isfinite(mean):
-        return "–"
-    return f"{mean:.4f}" + (f" ± {std:.4f}" if math.isfinite(std) else "")
+def check_record(r: object) -> str | None:
+    """Why ``r`` cannot be on the leaderboard, or None: the record schema (``record.validate``: field types, a task
+    name matching the registry's pattern), then a headline metric to rank by."""
+    try:
+        validate(r)
+    except (ValueError, TypeError, KeyError, AttributeError) as e:
+        return str(e)
+    assert isinstance(r, dict)
+    if not NAME_PATTERN.match(r["task"]):  # validate checks it too; the output file names depend on it
+        return f"task {r['task']!r} does not match {NAME_PATTERN.pattern}"
+    if not headline(r):
+        return "headline_metrics is empty"
+    return None
 
 
-def _unreliable(records: list[dict], metric: str) -> bool:
-    return any((r.get("validity", {}).get(metric) or {}).get("reliable") is False for r in records)
+def _write_atomic(path: Path, data: bytes) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
 
 
-def task_rows(records: list[dict]) -> tuple[list[str], list[dict]]:
-    """(headline metrics, rows) of one task, for its newest version."""
-    newest = max((r["task_version"] for r in records), key=_version_key)
-    recs = [r for r in records if r["task_version"] == newest]
-    headline: list[str] = []
-    for r in recs:
-        for m in r["headline_metrics"]:
-            if m not in headline:
-                headline.append(m)
-    groups: dict[tuple[str, str], list[dict]] = defaultdict(list)
-    for r in recs:
-        groups[(r["label"], r["group_hash"])].append(r)
-    labels = defaultdict(set)
-    for label, g in groups:
-        labels[label].add(g)
-    rows = []
-    for (label, g), rs in sorted(groups.items()):
-        name = label if len(labels[label]) == 1 else f"{label} [{g[:6]}]"
-        row = {"label": name, "task_version": newest, "group_hash": g, "n": len(rs), "seeds": sorted(r["seed"] for r in rs), "cells": {}}
-        for m in headline:
-            mean, std, n = _stats([r["metrics"].get(m) for r in rs])
-            row["cells"][m] = {"mean": mean, "std": std, "n": n, "unreliable": _unreliable(rs, m)}
-        rows.append(row)
-    return headline, rows
+def _owned_look_alike(name: str) -> bool:
+    stem, _, ext = name.rpartition(".")
+    return ext in ("md", "csv", "png") and (bool(NAME_PATTERN.match(stem)) or stem == "index")
 
 
-def _cell(c: dict) -> str:
-    s = fmt_mean_std(c["mean"], c["std"])
-    return s + (" (unreliable)" if c["unreliable"] else "")
+def _legacy_outputs(out: Path) -> set[str]:
+    """The files of a build made before the MANIFEST existed: each ``<task>.md`` that starts with this builder's
+    heading ``# <task> (v``, with its ``.csv`` and ``.png``."""
+    found = set()
+    for md in out.glob("*.md"):
+        try:
+            head = md.read_text(errors="replace")[: len(md.stem) + 5]
+        except OSError:
+            continue
+        if NAME_PATTERN.match(md.stem) and head == f"# {md.stem} (v":
+            found |= {f"{md.stem}.{ext}" for ext in ("md", "csv", "png") if (out / f"{md.stem}.{ext}").is_file()}
+    return found
 
 
-def render_markdown(task: str, headline: list[str], rows: list[dict]) -> str:
-    out = io.StringIO()
-    version = rows[0]["task_version"] if rows else "?"
-    out.write(f"# {task} (v{version})\n\n")
-    out.write("Mean ± std over seeds (ddof = 1); n = number of seeds. `unreliable`: a robust-accuracy validity check failed.\n\n")
-    cols = ["method / config", "n", *headline]
-    out.write("| " + " | ".join(cols) + " |\n")
-    out.write("|" + "|".join(["---"] * len(cols)) + "|\n")
-    for r in rows:
-        label = html.escape(r["label"], quote=False).replace("|", "\\|")  # labels are user strings
-        cells = [label, str(r["n"]), *(_cell(r["cells"][m]) for m in headline)]
-        out.write("| " + " | ".join(cells) + " |\n")
-    return out.getvalue()
+def render(tables: list[TaskTable], statuses: dict[str, ClaimStatus]) -> dict[str, bytes]:
+    """File name -> contents of the whole leaderboard."""
+    files: dict[str, bytes] = {}
+    plots: dict[str, tuple[str, bytes]] = {}
+    for t in tables:
+        png = render_plot(t)
+        if png is not None:
+            plots[t.task] = (f"{t.task}.png", png)
+            files[f"{t.task}.png"] = png
+        files[f"{t.task}.md"] = render_task_markdown(t, statuses[t.task], plots.get(t.task, ("",))[0] or None).encode()
+        files[f"{t.task}.csv"] = render_csv(t).encode()
+    files["index.md"] = render_index_markdown(tables, statuses).encode()
+    files["index.html"] = render_html(tables, statuses, plots).encode()
+    return files
 
 
-def render_csv(task: str, headline: list[str], rows: list[dict]) -> str:
-    out = io.StringIO()
-    w = csv.writer(out, lineterminator="\n")
-    header = ["task", "task_version", "label", "group_hash", "n", "seeds"]
-    for m in headline:
-        header += [f"{m} mean", f"{m} std", f"{m} unreliable"]
-    w.writerow(header)
-    for r in rows:
-        line = [task, r["task_version"], r["label"], r["group_hash"], r["n"], " ".join(map(str, r["seeds"]))]
-        for m in headline:
-            c = r["cells"][m]
-            line += [_num(c["mean"]), _num(c["std"]), int(c["unreliable"])]
-        w.writerow(line)
-    return out.getvalue()
-
-
-def _num(x: float) -> str:
-    return "" if not math.isfinite(x) else repr(round(x, 10))
-
-
-def render_html(tables: dict[str, tuple[list[str], list[dict]]]) -> str:
-    e = html.escape
-    parts = ["<!DOCTYPE html>", "<html><head><meta charset=\"utf-8\"><title>bench leaderboard</title>",
-             "<style>body{font-family:sans-serif;margin:2em}table{border-collapse:collapse;margin-bottom:2em}"
-             "td,th{border:1px solid #ccc;padding:4px 8px;text-align:right}td:first-child,th:first-child{text-align:left}"
-             ".bad{color:#b00}</style></head><body>", "<h1>bench leaderboard</h1>"]
-    for task, (headline, rows) in tables.items():
-        version = rows[0]["task_version"] if rows else "?"
-        parts.append(f"<h2 id=\"{e(task)}\">{e(task)} (v{e(str(version))})</h2>")
-        parts.append("<table><tr>" + "".join(f"<th>{e(c)}</th>" for c in ["method / config", "n", *headline]) + "</tr>")
-        for r in rows:
-            cells = [f"<td>{e(r['label'])}</td>", f"<td>{r['n']}</td>"]
-            for m in headline:
-                c = r["cells"][m]
-                cls = " class=\"bad\"" if c["unreliable"] else ""
-                cells.append(f"<td{cls}>{e(_cell(c))}</td>")
-            parts.append("<tr>" + "".join(cells) + "</tr>")
-        parts.append("</table>")
-    parts.append("</body></html>\n")
-    return "\n".join(parts)
-
-
-def render_plot(task: str, headline: list[str], rows: list[dict], path: Path) -> bool:
-    """Bar chart of the first headline metric with std error bars."""
-    if not rows or not headline:
-        return False
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    m = headline[0]
-    means = [r["cells"][m]["mean"] for r in rows]
-    stds = [r["cells"][m]["std"] if math.isfinite(r["cells"][m]["std"]) else 0.0 for r in rows]
-    fig, ax = plt.subplots(figsize=(max(4, 1.0 + 0.8 * len(rows)), 3.2))
-    ax.bar(range(len(rows)), means, yerr=stds, capsize=3, color="#4c72b0")
-    ax.set_xticks(range(len(rows)), [r["label"] for r in rows], rotation=30, ha="right")
-    ax.set_ylabel(m)
-    ax.set_title(task)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100, metadata={"Software": None})
-    plt.close(fig)
-    return True
-
-
-def build_leaderboard(records: Iterable[dict], out_dir: str | Path, include_smoke: bool = False) -> list[Path]:
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+def collect(records: Iterable[object], include_smoke: bool = False) -> tuple[dict[str, list[dict]], list[str], int]:
+    """(task -> records, skipped "<record>: <why>", number of smoke records left out)."""
     by_task: dict[str, list[dict]] = defaultdict(list)
+    skipped, smoke = [], 0
     for r in records:
+        why = check_record(r)
+        if why is not None:
+            skipped.append(f"{record_name(r)}: {why}")
+            continue
         if r.get("profile") == "smoke" and not include_smoke:
+            smoke += 1
             continue
         by_task[r["task"]].append(r)
-    tables = {t: task_rows(rs) for t, rs in sorted(by_task.items())}
-    written = []
-    index = ["# bench leaderboard\n", "Generated by `python -m bench leaderboard` from result records.\n",
-             "| task | version | rows | runs |", "|---|---|---|---|"]
-    for task, (headline, rows) in tables.items():
-        for name, text in ((f"{task}.md", render_markdown(task, headline, rows)), (f"{task}.csv", render_csv(task, headline, rows))):
-            (out / name).write_text(text)
-            written.append(out / name)
-        if render_plot(task, headline, rows, out / f"{task}.png"):
-            written.append(out / f"{task}.png")
-        version = rows[0]["task_version"] if rows else "?"
-        index.append(f"| [{task}]({task}.md) | {version} | {len(rows)} | {sum(r['n'] for r in rows)} |")
-    (out / "index.md").write_text("\n".join(index) + "\n")
-    (out / "index.html").write_text(render_html(tables))
-    written += [out / "index.md", out / "index.html"]
-    return written
+    return dict(by_task), skipped, smoke
 
 
-def records_from_wandb(path: str) -> list[dict]:
-    """Records mirrored to a W&B project (``ENTITY/PROJECT``) by ``bench fit`` (summary key ``bench_record``)."""
-    import wandb
+def tables_of(by_task: dict[str, list[dict]]) -> list[TaskTable]:
+    return [task_table(task, rs) for task, rs in sorted(by_task.items())]
 
-    out = []
-    for run in wandb.Api().runs(path):
-        raw = run.summary.get("bench_record")
-        if not raw:
-            continue
-        rec = json.loads(raw) if isinstance(raw, str) else dict(raw)
-        try:
-            validate(rec)
-        except ValueError:
-            continue
-        out.append(rec)
-    return sorted(out, key=lambda r: (r["task"], r["run_id"]))
+
+@dataclass
+class Leaderboard:
+    tables: list[TaskTable]
+    statuses: dict[str, ClaimStatus]
+    files: dict[str, bytes]  # file name -> contents
+    skipped: list[str]
+    records: int
+
+
+def prepare(
+    records: Iterable[object],
+    include_smoke: bool = False,
+    results_dir: str | Path | None = None,
+    source: str = "the given records",
+    out_dir: str | Path = "the output folder",
+    skipped: Iterable[str] = (),
+) -> Leaderboard:
+    """Check the records and render every file in memory. ``skipped``: files the caller could not read as records
+    (reported with the records skipped here). Raises :class:`BenchError` when no record can be shown."""
+    records = list(records)
+    by_task, bad, smoke = collect(records, include_smoke)
+    skipped = [*skipped, *bad]
+    if not by_task:
+        why = f"{len(records)} records, {len(skipped)} unreadable" + (
+            f", {smoke} of the smoke profile (add --include-smoke to show them)" if smoke else ""
+        )
+        raise BenchError(
+            f"no records to show in {source} ({why}); nothing written to {out_dir}. Point --results at "
+            "the folder that bench fit wrote (results_dir, default results/)"
+        )
+    tables = tables_of(by_task)
+    statuses = {t.task: claim_status(results_dir, t.task, t.version) for t in tables}
+    return Leaderboard(tables, statuses, render(tables, statuses), skipped, sum(t.runs for t in tables))
+
+
+def write(lb: Leaderboard, out_dir: str | Path) -> BuildResult:
+    """Write the rendered files (each atomically), then remove the files of an earlier build that are not written
+    now."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    if (out / MANIFEST).is_file():
+        previous = {ln.strip() for ln in (out / MANIFEST).read_text().splitlines() if ln.strip()}
+    else:
+        previous = _legacy_outputs(out)
+    for name, data in lb.files.items():
+        _write_atomic(out / name, data)
+    _write_atomic(out / MANIFEST, ("".join(f"{n}\n" for n in sorted(lb.files))).encode())
+    result = BuildResult([out / n for n in sorted(lb.files)] + [out / MANIFEST], skipped=lb.skipped, records=lb.records)
+    for name in sorted(previous - set(lb.files)):
+        p = out / name
+        if "/" not in name and _owned_look_alike(name) and p.is_file():
+            p.unlink()
+            result.removed.append(p)
+    for p in sorted(out.iterdir()):
+        if p.is_file() and p.name not in lb.files and p.name not in previous and _owned_look_alike(p.name):
+            result.unowned.append(p)
+    return result
+
+
+def build_leaderboard(
+    records: Iterable[object],
+    out_dir: str | Path,
+    include_smoke: bool = False,
+    results_dir: str | Path | None = None,
+    source: str = "the given records",
+) -> BuildResult:
+    """Write the leaderboard of ``records`` into ``out_dir``; claim status from ``results_dir``'s verify summaries.
+    Raises :class:`BenchError` (and writes nothing) when no record can be shown."""
+    return write(prepare(records, include_smoke, results_dir, source, out_dir), out_dir)
+
+
+def fmt_result(r: BuildResult, out_dir: str | Path) -> list[str]:
+    """The console lines of a build: warnings first, then one summary line."""
+    lines = [f"warning: skipped {s}" for s in r.skipped]
+    if r.skipped:
+        lines.append(f"warning: {len(r.skipped)} record(s) skipped")
+    lines += [f"removed stale {p}" for p in r.removed]
+    if r.unowned:
+        lines.append(
+            f"warning: not written by this build and left in place (delete them if stale): "
+            f"{', '.join(str(p) for p in r.unowned)}"
+        )
+    lines.append(f"leaderboard: {r.records} records shown -> {len(r.written)} files in {out_dir}")
+    return lines
