@@ -92,17 +92,23 @@ def hand_loop(dm: DigitsDataModule, epochs: int, seed: int) -> tuple[float, int]
     return time.perf_counter() - t, steps
 
 
-def harness_fit(dm: DigitsDataModule, epochs: int, seed: int, tmp: str, checkpoint: bool) -> tuple[float, float, int]:
-    from lightning.pytorch.callbacks import ModelCheckpoint
+def task_context(tmp: str, epochs: int):
+    """A RunContext over the config every task composes (``trainer=cpu``, no loggers, no config callbacks), so the
+    trainer measured here is the one ``ctx.fit`` builds: a change to the task trainer shows in ``bench perf``."""
+    from pathlib import Path
 
+    from bench.harness.config import compose
+    from bench.harness.context import RunContext
+
+    cfg = compose(["task=neural_collapse", "logger=none", "callbacks=none", "attack=none", f"work_dir={tmp}",
+                   f"trainer.max_epochs={epochs}", "trainer.enable_progress_bar=true"])
+    return RunContext(cfg, Path(tmp) / "perf", loggers=[], resume=False)
+
+
+def harness_fit(dm: DigitsDataModule, epochs: int, seed: int, tmp: str, checkpoint: bool) -> tuple[float, float, int]:
     module = BenchModule(_net(seed), optimizer=partial(torch.optim.SGD, lr=0.05, momentum=0.9))
     timer = EpochTimer()
-    cbs: list = [timer]
-    if checkpoint:
-        cbs.append(ModelCheckpoint(dirpath=tmp, filename="last", save_top_k=1, every_n_epochs=1, enable_version_counter=False))
-    trainer = L.Trainer(accelerator="cpu", devices=1, max_epochs=epochs, logger=False, callbacks=cbs,
-                        enable_checkpointing=checkpoint, enable_model_summary=False, enable_progress_bar=True,
-                        num_sanity_val_steps=0, inference_mode=False, log_every_n_steps=1, default_root_dir=tmp)
+    trainer = task_context(tmp, epochs).trainer("main", callbacks=[timer], checkpoint=checkpoint)
     t = time.perf_counter()
     trainer.fit(module, datamodule=dm)
     return timer.total, time.perf_counter() - t, trainer.global_step
@@ -127,9 +133,11 @@ def raw_attack_loop(net: torch.nn.Module, dm: DigitsDataModule) -> float:
 
 def callback_attack(net: torch.nn.Module, dm: DigitsDataModule, validity: bool) -> tuple[float, float]:
     cfg = dict(ATTACK, validity={"enabled": validity, "steps_multiplier": 2, "tolerance": 0.01})
+    import tempfile
+
     timed = HookTimer(RobustAccuracyCallback(cfg))
-    trainer = L.Trainer(accelerator="cpu", devices=1, logger=False, callbacks=[timed], enable_checkpointing=False,
-                        enable_model_summary=False, enable_progress_bar=False, inference_mode=False)
+    with tempfile.TemporaryDirectory() as tmp:
+        trainer = task_context(tmp, 0).trainer("test", callbacks=[timed], checkpoint=False, enable_progress_bar=False)
     module = BenchModule(net)
     t = time.perf_counter()
     trainer.test(module, datamodule=dm, verbose=False)

@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from bench.harness.claims import RecordSet
+from bench.harness.naming import point_name
 from bench.harness.errors import BenchError
 from bench.tasks.collapse_regression import claims, theory
 from bench.tasks.collapse_regression.kernels import kernel_matrix, kernel_ridge_fit
@@ -178,3 +179,56 @@ def test_same_seed_same_numbers():
     a = ridgeless_study(cfg, 4, torch.Generator().manual_seed(7))[0]["err"]
     b = ridgeless_study(cfg, 4, torch.Generator().manual_seed(7))[0]["err"]
     assert np.array_equal(a, b)
+
+
+def _one(metrics: dict) -> RecordSet:
+    return RecordSet([{"seed": 0, "metrics": metrics, "config": {}}])
+
+
+def test_claim_b_linear_growth_passes_and_fails():
+    def m(slope, curvature):
+        out = {}
+        for name in ("fixed", "clean_tuned"):
+            out |= {f"ridge/{name}/slope": slope, f"ridge/{name}/slope_se": 0.1, f"ridge/{name}/slope_theory": slope,
+                    f"ridge/{name}/curvature": curvature, f"ridge/{name}/curvature_se": 0.1}
+        return out
+
+    assert claims.linear_in_n(_one(m(1.0, 0.05))).passed
+    assert not claims.linear_in_n(_one(m(0.1, 0.05))).passed   # slope only 1 SE above 0
+    assert not claims.linear_in_n(_one(m(1.0, 0.5))).passed    # curvature 5 SE: not a straight line
+    assert claims.linear_in_n(_one({})) is None
+
+
+def test_claim_c_best_lambda_passes_and_fails():
+    def m(best, gains=3.0, moved=3.0):
+        out = {"ridge/lambda_grid_ratio": 2.0}
+        for n, b in enumerate(best):
+            g = {"best_lambda": b, "best_lambda_theory": b, "adaptive_gain": gains, "adaptive_gain_se": 1.0,
+                 "clean_tuned_gain": moved, "clean_tuned_gain_se": 1.0}
+            out |= {"ridge/" + point_name(k, generation=n): v for k, v in g.items()}
+        return out
+
+    assert claims.best_lambda_grows(_one(m([0.1, 0.2, 0.4]))).passed
+    assert claims.best_lambda_grows(_one(m([0.1, 0.2, 0.1, 0.4]))).passed       # one grid step down: tolerated
+    assert not claims.best_lambda_grows(_one(m([0.1, 0.4, 0.1, 0.4]))).passed   # two steps down
+    assert not claims.best_lambda_grows(_one(m([0.4, 0.2, 0.2]))).passed        # smaller at the end
+    assert not claims.best_lambda_grows(_one(m([0.1, 0.2, 0.4], gains=1.5))).passed  # adaptive not > 2 SE better
+    assert not claims.best_lambda_grows(_one(m([0.1, 0.2, 0.4], moved=1.0))).passed
+
+
+def test_claim_e_kernel_error_growth_passes_and_fails():
+    def m(increase, slope):
+        k = "kernel=rbf/"
+        return {k + "test_mse_increase": increase, k + "test_mse_increase_se": 0.1, k + "test_mse_slope": slope,
+                k + "test_mse_slope_se": 0.1, k + point_name("test_mse", generation=0): 0.5}
+
+    assert claims.kernel_error_grows(_one(m(0.5, 0.3))).passed
+    assert not claims.kernel_error_grows(_one(m(0.1, 0.3))).passed
+    assert not claims.kernel_error_grows(_one(m(0.5, -0.3))).passed
+
+
+def test_formula_claim_records_each_points_z():
+    pts = {"ridgeless/" + point_name(k, d=4, generation=n): v for n in (0, 1)
+           for k, v in {"err": 1.0 + n, "err_se": 0.1, "theory": 1.0 + n + 0.05}.items()}
+    out = claims.ridgeless_formula(_one(pts))
+    assert out.passed and out.measured["z by point"] == {"d=4/generation=0": -0.5, "d=4/generation=1": -0.5}

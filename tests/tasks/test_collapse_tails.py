@@ -211,3 +211,38 @@ def test_hutter_part_is_reproducible_and_bad_config_is_refused(run_bench):
         run_bench(["task=collapse_tails", "profile=smoke", "part=everything"])
     with pytest.raises(BenchError, match="beta"):
         run_bench(["task=collapse_tails", "profile=smoke", "hutter.betas=[1.0]"])
+
+
+# -- claims logic on synthetic records ---------------------------------------------------------------------------
+def _hutter_record(seed=0, slope_shift=0.0, plateau_shift=0.0, leave_slope=-1.0, rise=0.01, max_t=1.0,
+                   rare=(0.4, 0.05)):
+    from bench.harness.naming import point_name
+
+    m = {"hutter/mc/max_abs_t": max_t, "hutter/mc/comparisons": 20, "hutter/mc/dof": 9}
+    for beta in (1.5, 2.0):
+        h = lambda metric, **axes: "hutter/" + point_name(metric, beta=beta, **axes)  # noqa: E731
+        theory = -(1 - 1 / beta)
+        m |= {h("clean/slope"): theory + slope_shift, h("clean/mc_slope"): theory, h("clean/mc_slope_se"): 0.005,
+              h("topk/plateau_slope"): -(beta - 1) + plateau_shift, h("mix/leave_slope"): leave_slope}
+        for n in (1, 2):
+            m |= {h("chain/floor", generation=n): 0.01 * n, h("chain/floor_se", generation=n): 0.001,
+                  h("chain/rise", generation=n): rise, h("chain/rise_se", generation=n): 0.001}
+    m |= {"gcd/generation=0/test/rare_acc": rare[0], "gcd/generation=1/test/rare_acc": rare[1] + 0.02 * (seed - 1),
+          "gcd/generation=0/test/common_acc": 0.9, "gcd/generation=1/test/common_acc": 0.9}
+    config = {"hutter": {"betas": [1.5, 2.0], "chain": {"generations": 2}}, "gcd": {"generations": 1}}
+    return {"seed": seed, "metrics": m, "config": config}
+
+
+@pytest.mark.parametrize("bad, claim", [({"slope_shift": 0.05}, "(a)"), ({"plateau_shift": 0.08}, "(b)"),
+                                        ({"leave_slope": -0.9}, "(c)"), ({"rise": 0.001}, "(d)"),
+                                        ({"max_t": 9.0}, "(sim)"), ({"rare": (0.4, 0.39)}, "(e)")])
+def test_each_claim_passes_on_theory_numbers_and_fails_when_its_clause_breaks(bad, claim):
+    from bench.harness.claims import RecordSet, evaluate
+    from bench.tasks.collapse_tails.claims import CLAIMS
+
+    good = {r.name.split(" ")[0]: r.passed for r in evaluate(CLAIMS, RecordSet([_hutter_record(s) for s in range(3)]))}
+    assert set(good) == {"(a)", "(b)", "(c)", "(d)", "(e)", "(sim)"} and all(good.values()), good
+    broken = {r.name.split(" ")[0]: r.passed
+              for r in evaluate(CLAIMS, RecordSet([_hutter_record(s, **bad) for s in range(3)]))}
+    assert broken[claim] is False
+    assert all(v for k, v in broken.items() if k != claim), broken

@@ -318,3 +318,58 @@ def test_network_part_on_mnist_files(run_bench, tmp_path):
     assert m["test/class_count/0"] == 2 and m["test/class_count/1"] == 1  # the 2s and the 7 of the test file
     assert m["train/class_count/0"] == 3 and m["train/class_count/1"] == 3
     assert 0.0 <= m["test/robust_acc@eps=0.1"] <= m["test/acc"] <= 1.0
+
+
+def _paper_like(gd_robust_by_m: dict, cd_robust_by_m: dict, diag_shift: float = 0.02) -> RecordSet:
+    """GD / CD / diagonal-net records over 3 seeds with given robust accuracies at c = 0.5 (c = 0 fixed)."""
+    out = []
+    for s, j in enumerate([0.0, 0.004, -0.003]):
+        gd = {(m, 0.5): (v + j, 11.0) for m, v in gd_robust_by_m.items()} | {(m, 0.0): (0.7 + j, 13.0) for m in gd_robust_by_m}
+        cd = {(m, 0.5): (v - j, 5.0) for m, v in cd_robust_by_m.items()} | {(m, 0.0): (0.68 - j, 6.0) for m in cd_robust_by_m}
+        out.append(_record("LinearPredictor", "GD", s, gd))
+        out.append(_record("LinearPredictor", "CoordinateDescent", s, cd))
+        out.append(_record("DiagonalNet", "GD", s, {k: (v[0] + diag_shift, v[1]) for k, v in cd.items()}))
+    return RecordSet(out)
+
+
+def test_claim_b_checks_every_consecutive_m_not_only_the_ends():
+    from bench.tasks.robust_erm.claims import robust_cd_beats_gd
+
+    gd = {32: 0.10, 64: 0.20, 128: 0.30, 256: 0.50}
+    assert robust_cd_beats_gd(_paper_like(gd, {32: 0.25, 64: 0.30, 128: 0.36, 256: 0.52})).passed  # 0.15, .10, .06, .02
+    # ends still shrink (0.15 -> 0.02) but the advantage jumps up in the middle (0.10 -> 0.16): not "shrinking with m"
+    assert not robust_cd_beats_gd(_paper_like(gd, {32: 0.25, 64: 0.30, 128: 0.46, 256: 0.52})).passed
+
+
+def test_claim_c_fails_when_the_diagonal_net_is_far_from_cd():
+    from bench.tasks.robust_erm.claims import diag_net_like_cd
+
+    gd, cd = {32: 0.10, 256: 0.50}, {32: 0.25, 256: 0.52}
+    assert diag_net_like_cd(_paper_like(gd, cd, diag_shift=0.02)).passed
+    assert not diag_net_like_cd(_paper_like(gd, cd, diag_shift=0.08)).passed
+    assert not diag_net_like_cd(_paper_like(gd, cd, diag_shift=-0.08)).passed
+
+
+def _network_record(opt: str, seed: int, acc_by_eps: dict) -> dict:
+    metrics = {}
+    for e, (clean, robust) in acc_by_eps.items():
+        pre = f"train_eps={e:g}/"
+        metrics.update({pre + "problem/train_eps": e, pre + "test/acc": clean, pre + f"test/robust_acc@eps={e:g}": robust})
+    return {"config": {"part": "network", "optimizer": {"_target_": f"bench.optim.steepest.{opt}"}}, "seed": seed,
+            "metrics": metrics}
+
+
+def test_claim_e_compares_the_optimizer_spread_robust_vs_clean():
+    from bench.tasks.robust_erm.claims import networks_optimizer_matters_more_robust as claim_e
+
+    def records(robust_spread: float) -> RecordSet:
+        out = []
+        for s in range(2):
+            for i, opt in enumerate(("GD", "SignGD", "Adam")):
+                out.append(_network_record(opt, s, {0.0: (0.95 + 0.005 * i, 0.95 + 0.005 * i),
+                                                    0.1: (0.9, 0.5 + robust_spread * i / 2)}))
+        return RecordSet(out)
+
+    assert claim_e(records(0.2)).passed       # spread 0.2 at eps 0.1 vs 0.01 at eps 0
+    assert not claim_e(records(0.004)).passed  # the optimizers differ less under attack than clean
+    assert claim_e(RecordSet([])) is None
