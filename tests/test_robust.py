@@ -1,4 +1,9 @@
-"""Robust accuracy and its validity checks, on models where the answer is known."""
+"""Robust accuracy and its validity checks, on models where the answer is known: each of the four checks is
+tripped by a model built to trip it, and the numbers do not depend on the number of DDP processes."""
+
+import json
+import subprocess
+import sys
 
 import lightning as L
 import pytest
@@ -7,6 +12,7 @@ from torch import nn
 
 from bench.callbacks.robust import RobustAccuracyCallback
 from bench.data.gaussians import GaussianMixtureDataModule
+from bench.harness.errors import BenchError
 from bench.harness.module import BenchModule
 
 PGD = {"name": "pgd_linf", "eps": [0.0, 0.05, 0.3], "steps": 10, "step_size": 0.25, "random_start": True,
@@ -84,7 +90,141 @@ def test_gradient_masking_is_flagged_unreliable(dm):
     assert flags["reliable"] is False
 
 
-def test_fgsm_has_no_more_steps_check(dm):
-    m, v = evaluate(trained_linear(dm), dm, {"name": "fgsm", "eps": [0.1], "validity": {"enabled": True}})
+def test_fgsm_robust_accuracy_is_the_closed_form_one(dm):
+    """Linear model: FGSM moves x by eps * sign(W^T (softmax - e_y)); the callback's robust accuracy must be the
+    accuracy on exactly those points, and there is no "more steps" check for a single-step attack."""
+    net = trained_linear(dm)
+    m, v = evaluate(net, dm, {"name": "fgsm", "eps": [0.1], "validity": {"enabled": True}})
+    x, y = dm.split("test")["x"], dm.split("test")["y"]
+    with torch.no_grad():
+        grad = (torch.softmax(net(x), 1) - nn.functional.one_hot(y, dm.num_classes).float()) @ net.weight
+        adv = (x + 0.1 * grad.sign()).clamp(0, 1)
+        expected = (net(adv).argmax(1) == y).float().mean().item()
+        clean = (net(x).argmax(1) == y).float().mean().item()
+    assert m["test/robust_acc"] == pytest.approx(expected, abs=1e-6)
+    assert expected < clean - 0.02  # the step does something at this radius
     assert v["test/robust_acc"]["more_steps_not_weaker"] is None
-    assert 0.0 <= m["test/robust_acc"] <= 1.0
+    assert v["test/robust_acc"]["reliable"] is True
+
+
+class NoisyInEval(nn.Module):
+    """Stays random in eval mode without saying so (no ``stochastic`` attribute): its eps = 0 attack changes
+    predictions, which the exact eps = 0 check of a deterministic model must catch."""
+
+    def __init__(self, net):
+        super().__init__()
+        self.net = net
+
+    def forward(self, x):
+        return self.net(x) + 3.0 * torch.randn(len(x), self.net.out_features)
+
+
+class TurnAfter(torch.autograd.Function):
+    """Identity forward; backward passes the gradient for the first ``owner.k`` backward calls after the
+    model was last put in eval/train mode (every attack call does that), negated after."""
+
+    @staticmethod
+    def forward(ctx, x, owner):
+        ctx.owner = owner
+        return x.view_as(x)
+
+    @staticmethod
+    def backward(ctx, g):
+        ctx.owner.calls += 1
+        return (g if ctx.owner.calls <= ctx.owner.k else -g), None
+
+
+class TurnsAround(nn.Module):
+    """Honest for ``k`` attack steps, then its gradients point back: PGD-10 is a fair attack, PGD-20 walks back
+    towards the clean points, so more steps give *higher* robust accuracy (what ``more_steps_not_weaker`` catches)."""
+
+    def __init__(self, net, k=10):
+        super().__init__()
+        self.net, self.k, self.calls = net, k, 0
+
+    def train(self, mode=True):
+        self.calls = 0
+        return super().train(mode)
+
+    def forward(self, x):
+        return self.net(TurnAfter.apply(x, self))
+
+
+CHECKS = ("eps0_equals_clean", "robust_le_clean", "beats_noise", "more_steps_not_weaker")
+
+
+def failing(flags):
+    return {k for k in CHECKS if flags[k] is False}
+
+
+def test_an_honest_model_passes_all_four_checks(dm):
+    _, v = evaluate(trained_linear(dm), dm, {**PGD, "eps": [0.3]})
+    assert failing(v["test/robust_acc"]) == set() and v["test/robust_acc"]["reliable"] is True
+
+
+def test_a_model_random_in_eval_mode_fails_eps0_equals_clean(dm):
+    torch.manual_seed(0)
+    _, v = evaluate(NoisyInEval(trained_linear(dm)), dm, {**PGD, "eps": [0.3]})
+    flags = v["test/robust_acc"]
+    assert "eps0_equals_clean" in failing(flags) and flags["eps0_mismatch"] > 0.1
+    assert flags["reliable"] is False
+
+
+def test_reversed_gradients_fail_robust_le_clean(dm):
+    net = Masked(trained_linear(dm))
+    m, v = evaluate(net, dm, {**PGD, "eps": [0.3]})
+    flags = v["test/robust_acc"]
+    x, y = dm.split("test")["x"], dm.split("test")["y"]
+    with torch.no_grad():
+        clean = (net(x).argmax(1) == y).float().mean().item()
+    assert m["test/robust_acc"] > clean  # the "attack" repairs mistakes
+    assert flags["robust_le_clean"] is False and flags["reliable"] is False
+
+
+def test_gradients_that_turn_around_fail_more_steps_not_weaker(dm):
+    m, v = evaluate(TurnsAround(trained_linear(dm), k=PGD["steps"]), dm, {**PGD, "eps": [0.3]})
+    flags = v["test/robust_acc"]
+    assert failing(flags) == {"more_steps_not_weaker"}, flags  # PGD-10 itself is honest here
+    assert flags["more_steps_acc"] > m["test/robust_acc"] + 0.05 and flags["reliable"] is False
+
+
+def test_a_scalar_eps_and_bad_eps_in_the_callback():
+    assert RobustAccuracyCallback({"name": "pgd_linf", "eps": 0.1}).eps == [0.1]
+    with pytest.raises(BenchError, match=r"^attack.eps=\[-0.1\] is not allowed"):
+        RobustAccuracyCallback({"name": "pgd_linf", "eps": [-0.1]})
+    assert RobustAccuracyCallback({"name": "none", "eps": []}).enabled is False
+
+
+def test_the_robust_callback_leaves_the_global_random_stream_alone(dm):
+    torch.manual_seed(7)
+    evaluate(trained_linear(dm), dm, {**PGD, "eps": [0.3]})
+    after = torch.rand(3)
+    torch.manual_seed(7)
+    trained_linear(dm)  # the same draws as above, without the evaluation
+    assert torch.equal(after, torch.rand(3))
+
+
+def _fit(tmp_path, *overrides):
+    args = [sys.executable, "-m", "bench", "fit", "task=neural_collapse", "profile=smoke", "attack=pgd_linf",
+            "attack.eps=[0.1,0.2]", "callbacks.neural_collapse=null", "logger=none", "data.eval_batch_size=50",
+            "print_summary=false", f"results_dir={tmp_path}/results", f"work_dir={tmp_path}/runs", *overrides]
+    r = subprocess.run(args, check=False, capture_output=True, text=True, cwd=tmp_path, timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+
+
+def test_ddp_robust_and_noise_accuracy_equal_one_process(tmp_path):
+    """Same weights, 1 vs 2 gloo processes: each rank sees other batches, but the random start and the noise are
+    keyed by example index, so every robust number and validity flag is identical."""
+    _fit(tmp_path, "trainer.max_epochs=1")
+    (single,) = [json.loads(p.read_text()) for p in (tmp_path / "results" / "neural_collapse").glob("*.json")]
+    weights = tmp_path / "runs" / "neural_collapse" / single["run_id"] / "stages" / "main" / "final.pt"
+    _fit(tmp_path, "trainer=ddp_cpu", "trainer.devices=2", "trainer.max_epochs=0", f"init_weights={weights}")
+    records = [json.loads(p.read_text()) for p in (tmp_path / "results" / "neural_collapse").glob("*.json")]
+    (ddp,) = [r for r in records if r["config"]["trainer"]["devices"] == 2]
+    keys = [k for k in single["metrics"] if "robust" in k or "noise_acc" in k]
+    assert len(keys) >= 6 and "test/noise_acc@eps=0.2" in keys
+    for k in keys:
+        assert ddp["metrics"][k] == single["metrics"][k], k
+    for k in ("test/robust_acc@eps=0.1", "test/robust_acc@eps=0.2"):
+        assert ddp["validity"][k] == single["validity"][k], k
+        assert single["validity"][k]["n"] == 359

@@ -1,1 +1,4 @@
-"""Adversarial attacks from torchattacks, built from the ``attack`` config group."""
+"""Adversarial attacks as ``_target_`` configs (``conf/attack/``): factories wrapping torchattacks
+(:mod:`bench.attacks.standard`), PGD with a random start keyed by example index (:mod:`bench.attacks.pgd`), the
+random-noise baseline and per-example draws (:mod:`bench.attacks.noise`), and building / checking a config
+(:mod:`bench.attacks.factory`)."""
