@@ -1,42 +1,109 @@
 """W&B offline logging with resume, and the verify command."""
 
 import json
-import os
+
+import pytest
 
 from bench.harness.config import compose
+from bench.harness.console import end_lines, verify_status
+from bench.harness.errors import BenchError
+from bench.harness.run import run_identity
 from bench.harness.verify import run_verify, verify_plan
+from bench.harness.wandb_run import check_login, read_offline_run
 
 
-def test_wandb_offline_record_and_resumed_run_keep_the_run_id(run_bench, tmp_path):
-    os.environ["WANDB_MODE"] = "offline"
-    rec = run_bench(["task=neural_collapse", "profile=smoke", "attack=none", "logger=wandb"])
-    wid = rec["wandb_run_id"]
-    assert wid and len(wid) >= 6
-    run_dir = tmp_path / "runs" / "neural_collapse" / rec["run_id"]
-    assert (run_dir / "wandb_id").read_text().strip() == wid
-    assert list((run_dir / "wandb").glob(f"offline-run-*-{wid}")), "offline W&B files are written"
+def _offline_runs(run_dir):
+    return sorted((run_dir / "wandb").glob("offline-run-*"))
+
+
+def test_wandb_run_carries_config_group_tags_and_name_read_back_from_the_offline_folder(
+    run_bench, tmp_path, monkeypatch
+):
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    rec = run_bench(["task=fixture", "logger=wandb", "trainer.max_epochs=2", "optimizer.lr=0.05", "seed=3"])
+    run_dir = tmp_path / "runs" / "fixture" / rec["run_id"]
+    import wandb
+
+    wandb.teardown()  # W&B's service writes the run's last records after finish() returns: stop it to read them all
+    (folder,) = _offline_runs(run_dir)
+    run = read_offline_run(folder)
+    assert run["id"] == rec["wandb_run_id"] == (run_dir / "wandb_id").read_text().strip()
+    assert run["name"] == "fixture/a/seed3"
+    assert run["group"] == rec["group_hash"][:12]
+    assert run["tags"] == ["fixture", "a", "default"]
+    assert run["job_type"] == "fit_and_test"  # the task's protocol (stages log under <stage>/ in the same run)
+    cfg = run["config"]
+    assert cfg["task/name"] == "fixture" and cfg["seed"] == 3 and cfg["optimizer/lr"] == 0.05
+    assert cfg["trainer/max_epochs"] == 2 and cfg["bench/label"] == "a"
+    assert run["summary"]["test/acc"] == rec["metrics"]["test/acc"]  # the record's numbers, mirrored
     assert (run_dir / "csv").is_dir()  # the CSV logger writes beside it
-    again = run_bench(["task=neural_collapse", "profile=smoke", "attack=none", "logger=wandb", "ckpt_path=last"])
-    assert again["wandb_run_id"] == wid
+
+
+def test_rerun_and_resume_keep_one_wandb_run(run_bench, tmp_path, monkeypatch, capsys):
+    """The same config and seed is the same W&B run: a fresh rerun replaces the offline folder (no duplicate to
+    sync), a resumed run continues the same id."""
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    args = ["task=fixture", "logger=wandb", "trainer.max_epochs=1"]
+    first = run_bench(args)
+    run_dir = tmp_path / "runs" / "fixture" / first["run_id"]
+    again = run_bench(args)
+    assert again["wandb_run_id"] == first["wandb_run_id"]
+    assert len(_offline_runs(run_dir)) == 1, "a rerun left a second offline run that would sync twice"
+    resumed = run_bench([*args, "ckpt_path=last"])
+    assert resumed["wandb_run_id"] == first["wandb_run_id"]
+    assert {p.name.rsplit("-", 1)[-1] for p in _offline_runs(run_dir)} == {first["wandb_run_id"]}
+    # the end of a fit says how to upload
+    (hint,) = [line for line in end_lines(resumed) if "wandb sync" in line]
+    assert hint.endswith(str(_offline_runs(run_dir)[-1]))
+    assert any(line.startswith(f"run folder: {run_dir}") for line in end_lines(resumed))
+
+
+def test_online_wandb_without_login_is_one_line_before_training(run_bench, tmp_path, monkeypatch):
+    for var in ("WANDB_MODE", "WANDB_API_KEY", "WANDB_IDENTITY_TOKEN_FILE"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.setenv("NETRC", str(tmp_path / "no-netrc"))
+    with pytest.raises(BenchError, match=r"wandb login.*WANDB_API_KEY") as e:
+        run_bench(["task=fixture", "logger=wandb", "logger.wandb.offline=false"])
+    assert "\n" not in str(e.value)
+    run_dir = next((tmp_path / "runs" / "fixture").iterdir())
+    assert not (run_dir / "stages").exists(), "nothing was trained"
+    monkeypatch.setenv("WANDB_API_KEY", "x" * 40)
+    check_login({"offline": False})  # a key is configured: no refusal
+
+
+def test_group_hash_ignores_thread_count_but_run_hash_keeps_it():
+    one, two = (run_identity(compose(["task=fixture", f"num_threads={n}"])) for n in (1, 2))
+    assert one[1] != two[1] and one[2] == two[2]
+    auto = compose(["task=fixture", "num_threads=auto"])
+    run_identity(auto)
+    assert auto.num_threads in (1, None)  # auto resolves before hashing (the record says what ran)
 
 
 def test_verify_plan_puts_user_overrides_last():
     plan = verify_plan(["task=neural_collapse", "profile=smoke"])
-    assert len(plan) == 3
+    assert len(plan) == 9  # 3 methods x 3 seeds
     assert all(p[0] == "task=neural_collapse" and p[-1] == "profile=smoke" for p in plan)
     assert {next(o for o in p if o.startswith("method=")) for p in plan} == {"method=st", "method=at", "method=trades"}
     assert compose(plan[0]).trainer.max_epochs == 2  # smoke shrinks the paper experiment
 
 
-def test_verify_runs_then_reuses_records_and_exit_code_follows_claims(tmp_path, capsys, monkeypatch):
+def test_verify_runs_then_reuses_records_and_shows_progress(tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    args = ["task=neural_collapse", "profile=smoke", "logger=none", "print_summary=false"]
+    args = ["task=fixture", "trainer.max_epochs=2", "logger=none", "print_summary=false"]
     code = run_verify(args)
     out = capsys.readouterr().out
-    assert out.count("running ") == 3 and "claims" in out
-    summary = json.loads((tmp_path / "results" / "neural_collapse" / "verify" / "latest.json").read_text())
-    assert {c["name"].split(")")[0] + ")" for c in summary["claims"]} == {"(a1)", "(a2)", "(b)", "(c)", "(d)", "(e)"}
+    assert [line.split(" ", 2)[:2] for line in out.splitlines() if line.startswith("[")] == [
+        ["[1/4]", "running"],
+        ["[2/4]", "running"],
+        ["[3/4]", "running"],
+        ["[4/4]", "running"],
+    ]
+    summary = json.loads((tmp_path / "results" / "fixture" / "verify" / "latest.json").read_text())
+    assert [c["name"] for c in summary["claims"]] == ["(a) better than chance"]
     gate = all(c["passed"] for c in summary["claims"] if not c["trend"])
     assert code == (0 if gate else 1) and summary["passed"] == gate
     run_verify(args)
-    assert capsys.readouterr().out.count("reusing ") == 3
+    assert capsys.readouterr().out.count("] reusing ") == 4
+    # `bench list`'s status line reads this summary
+    assert verify_status("fixture", "1.0", tmp_path / "results").startswith(f"verify {'PASS' if gate else 'FAIL'} (")

@@ -17,13 +17,16 @@ GROUPS = ("task", "data", "model", "optimizer", "scheduler", "trainer", "logger"
 
 
 def conf_dir() -> Path:
-    """The ``conf/`` folder: ``$BENCH_CONF_DIR`` or the one beside the package."""
+    """The ``conf/`` folder: ``$BENCH_CONF_DIR``, else the repository's top-level ``conf/`` (a checkout or an editable
+    install), else the copy shipped inside the package (``bench/conf``, a wheel install)."""
     env = os.environ.get("BENCH_CONF_DIR")
-    path = Path(env) if env else Path(__file__).resolve().parents[2] / "conf"
-    if not (path / "config.yaml").is_file():
-        raise BenchError(f"no conf/config.yaml found at {path}; install bench from its repository (pip install -e .) "
-                         "or set BENCH_CONF_DIR")
-    return path
+    package = Path(__file__).resolve().parents[1]
+    candidates = [Path(env)] if env else [package.parent / "conf", package / "conf"]
+    for path in candidates:
+        if (path / "config.yaml").is_file():
+            return path
+    raise BenchError(f"no conf/config.yaml found at {' or '.join(map(str, candidates))}; reinstall bench (pip install "
+                     ". or the wheel ships bench/conf) or set BENCH_CONF_DIR to a folder holding config.yaml")
 
 
 def include_dirs() -> list[Path]:

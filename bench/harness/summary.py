@@ -41,14 +41,19 @@ def print_run_summary(record: dict, max_rows: int = 30) -> None:
     if hidden > 0:
         console.print(f"({hidden} more metrics, per class / group / sweep point, are in the record)")
     if record["claims"]:
-        print_claims(record["claims"], title="claims checkable from this run alone")
+        print_claims(record["claims"], title="claims checkable from this run alone", profile=record.get("profile"))
     console.print(f"record: {record.get('_path')}   ({record['duration_s']:.1f} s)")
 
 
-def print_claims(claims: Iterable[dict | ClaimResult], title: str = "claims") -> None:
+def print_claims(claims: Iterable[dict | ClaimResult], title: str = "claims", profile: str | None = None) -> None:
+    """The claim table. Claims measured in the smoke profile (``profile`` names it) are shown as "not meaningful
+    (smoke)": a smoke run checks the wiring, its numbers cannot confirm or refute a paper."""
     from rich.console import Console
     from rich.table import Table
 
+    from bench.harness.console import is_smoke
+
+    smoke = is_smoke(profile)
     t = Table(title=title)
     for col in ("claim", "measured", "expected", "result"):
         t.add_column(col, overflow="fold")
@@ -58,5 +63,7 @@ def print_claims(claims: Iterable[dict | ClaimResult], title: str = "claims") ->
         if c["trend"]:
             res += " (trend)"
         style = "green" if c["passed"] else ("yellow" if c["trend"] else "red")
+        if smoke:
+            res, style = f"not meaningful (smoke; {res})", "dim"
         t.add_row(c["name"], _fmt(c["measured"]), c["expected"], f"[{style}]{res}[/{style}]")
     Console().print(t)
