@@ -22,6 +22,9 @@ class DigitsDataModule(TensorDataModule):
     Args:
         classes: keep only these digit classes (relabelled 0..k-1 in the given order); ``None`` = all ten.
         test_fraction, val_fraction: fractions of each class held out.
+        input_mean, input_std: the inputs' statistics for models that standardise inside (``None``: computed on
+            the training split, see :mod:`bench.data.statistics`).
+        eps_scale: the l_inf attack radius this dataset proposes to tasks that attack it (``attack.eps`` wins).
     """
 
     def __init__(
@@ -30,9 +33,13 @@ class DigitsDataModule(TensorDataModule):
         test_fraction: float = 0.2,
         val_fraction: float = 0.0,
         flatten: bool = True,
+        input_mean: float | None = None,
+        input_std: float | None = None,
+        eps_scale: float | None = None,
         **kwargs,
     ) -> None:
         super().__init__(**kwargs)
+        self.input_mean, self.input_std, self.eps_scale = input_mean, input_std, eps_scale
         self.classes = list(classes) if classes is not None else list(range(10))
         self.test_fraction, self.val_fraction, self.flatten = test_fraction, val_fraction, flatten
         self.num_classes = len(self.classes)

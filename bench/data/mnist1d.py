@@ -18,12 +18,18 @@ def make_mnist1d(num_samples: int = 5000, seed: int = 42) -> dict:
 
 class MNIST1DDataModule(TensorDataModule):
     """40-d signals, 10 classes; the package's own train/test split (80/20), inputs min-max scaled to [0, 1]
-    with the training split's range so that l_inf attack radii mean the same thing as on images."""
+    with the training split's range so that l_inf attack radii mean the same thing as on images.
+
+    ``input_mean`` / ``input_std`` (``None``: computed on the training split) and ``eps_scale`` (the l_inf radius
+    proposed to attacking tasks; ``None``: none measured, such tasks ask for ``attack.eps``) as in
+    :mod:`bench.data.statistics`."""
 
     num_classes = 10
 
-    def __init__(self, num_samples: int = 5000, val_fraction: float = 0.0, **kwargs) -> None:
+    def __init__(self, num_samples: int = 5000, val_fraction: float = 0.0, input_mean: float | None = None,
+                 input_std: float | None = None, eps_scale: float | None = None, **kwargs) -> None:
         super().__init__(**kwargs)
+        self.input_mean, self.input_std, self.eps_scale = input_mean, input_std, eps_scale
         self.num_samples, self.val_fraction = num_samples, val_fraction
 
     def build(self):

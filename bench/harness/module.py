@@ -9,7 +9,8 @@ A plain (non-list) batch is one optimizer step, so the module also works with an
 
 from __future__ import annotations
 
-from typing import Any, Callable
+import inspect
+from typing import Any, Callable, Sequence
 
 import lightning as L
 import torch
@@ -24,7 +25,13 @@ class BenchModule(L.LightningModule):
     Args:
         net: the network; ``forward(x)`` returns logits.
         optimizer: a factory ``params -> torch.optim.Optimizer`` (a Hydra ``_partial_``), or ``None``.
-        scheduler: a factory ``optimizer -> LRScheduler`` stepped once per epoch, or ``None``.
+        scheduler: a factory ``optimizer -> LRScheduler`` stepped once per epoch, or ``None`` (the ``scheduler``
+            config group: :func:`step_schedule`, :func:`cosine_schedule`). A factory with a ``max_epochs``
+            parameter is given the trainer's ``max_epochs``, so schedules written as fractions of the run follow
+            the epoch budget of the stage that uses them.
+        compile: compile ``net`` with ``torch.compile`` (in place, ``nn.Module.compile``: parameter names and
+            checkpoints are unchanged). Worth it on a GPU for larger nets; on small CPU models compiling costs more
+            than it saves.
     """
 
     def __init__(
@@ -32,8 +39,11 @@ class BenchModule(L.LightningModule):
         net: nn.Module | None = None,
         optimizer: Callable[..., torch.optim.Optimizer] | None = None,
         scheduler: Callable[..., Any] | None = None,
+        compile: bool = False,
     ) -> None:
         super().__init__()
+        if compile and net is not None:
+            net.compile()
         self.net = net
         self.optimizer_factory = optimizer
         self.scheduler_factory = scheduler
@@ -101,9 +111,9 @@ class BenchModule(L.LightningModule):
         return mean
 
     def transfer_batch_to_device(self, batch: Any, device: torch.device, dataloader_idx: int) -> Any:
-        # the in-memory loaders hold CPU tensors: on the CPU there is nothing to move, and walking a chunk of
-        # minibatch dicts every step costs about a millisecond
-        if device.type == "cpu":
+        # the in-memory loaders draw minibatches on the module's device (their data moved there once): walking a
+        # chunk of minibatch dicts every step to move nothing costs about a millisecond
+        if device.type == "cpu" or _on_device(batch, device):
             return batch
         return super().transfer_batch_to_device(batch, device, dataloader_idx)
 
@@ -118,7 +128,10 @@ class BenchModule(L.LightningModule):
         opt = self.optimizer_factory(params=[p for p in self.parameters() if p.requires_grad])
         if self.scheduler_factory is None:
             return opt
-        return {"optimizer": opt, "lr_scheduler": self.scheduler_factory(optimizer=opt)}
+        kwargs = {"optimizer": opt}
+        if "max_epochs" in inspect.signature(self.scheduler_factory).parameters:
+            kwargs["max_epochs"] = int(self.trainer.max_epochs)
+        return {"optimizer": opt, "lr_scheduler": self.scheduler_factory(**kwargs)}
 
     # -- evaluation: the harness's callbacks read ``outputs["logits"]`` ------------------------------------
     def test_step(self, batch: dict[str, Tensor], batch_idx: int) -> dict[str, Tensor]:
@@ -126,3 +139,33 @@ class BenchModule(L.LightningModule):
 
     def predict_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
         return self(batch["x"])
+
+
+def _on_device(batch: Any, device: torch.device) -> bool:
+    """Whether the first tensor of a (chunk of) minibatch dict(s) is on ``device`` (the loader puts all of them on
+    one device)."""
+    first = batch[0] if isinstance(batch, list) and batch else batch
+    tensor = next(iter(first.values()), None) if isinstance(first, dict) else None
+    if not isinstance(tensor, Tensor):
+        return False
+    return tensor.device.type == device.type and (device.index is None or tensor.device.index == device.index)
+
+
+# -- learning-rate schedules (the ``scheduler`` config group, conf/scheduler/) ---------------------------------
+def step_schedule(optimizer: torch.optim.Optimizer, max_epochs: int, milestones: Sequence[float] = (0.5, 0.75),
+                  gamma: float = 0.1) -> torch.optim.lr_scheduler.MultiStepLR:
+    """lr x gamma at each milestone, given as a fraction of ``max_epochs`` (0.25 = after a quarter of the
+    epochs; rounded to the nearest epoch, at least 1)."""
+    from bench.harness.errors import BenchError
+
+    bad = [m for m in milestones if not 0.0 < float(m) < 1.0]
+    if bad:
+        raise BenchError(f"scheduler.milestones are fractions of trainer.max_epochs in (0, 1); got {list(milestones)}")
+    epochs = sorted({max(1, round(float(m) * max_epochs)) for m in milestones})
+    return torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=epochs, gamma=float(gamma))
+
+
+def cosine_schedule(optimizer: torch.optim.Optimizer, max_epochs: int,
+                    eta_min: float = 0.0) -> torch.optim.lr_scheduler.CosineAnnealingLR:
+    """Cosine decay from the optimizer's lr to ``eta_min`` over ``max_epochs``."""
+    return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(1, int(max_epochs)), eta_min=float(eta_min))

@@ -51,7 +51,8 @@ class ClassFeatureStatistics(Metric):
         sigma_w = within[present].sum(0) / n
         centred = means[present] - global_mean
         sigma_b = centred.T @ centred / int(present.sum())
-        return {"means": means, "global_mean": global_mean, "sigma_w": sigma_w, "sigma_b": sigma_b, "present": present}
+        return {"means": means, "global_mean": global_mean, "sigma_w": sigma_w, "sigma_b": sigma_b, "present": present,
+                "count": n}
 
 
 def nc1(stats: dict[str, Tensor]) -> float:
@@ -70,6 +71,8 @@ def equinorm(vectors: Tensor) -> float:
 
 def equiangularity(vectors: Tensor) -> float:
     c = vectors.shape[0]
+    if c < 2:  # no pair of classes: undefined
+        return math.nan
     u = vectors / vectors.norm(dim=1, keepdim=True).clamp(min=1e-12)
     cos = u @ u.T
     off = ~torch.eye(c, dtype=torch.bool, device=vectors.device)

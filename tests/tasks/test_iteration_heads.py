@@ -7,10 +7,25 @@ import math
 import pytest
 import torch
 
+from bench.harness.claims import RecordSet
 from bench.harness.errors import BenchError
+from bench.harness.naming import points
 from bench.models.transformer import Transformer
-from bench.tasks.iteration_heads.data import IterationDataModule, draw_inputs, encode, recurrence, resolve_tokens
-from bench.tasks.iteration_heads.metrics import IterationHeadStats, SequenceAccuracy, iteration_head_queries, sequence_correct
+from bench.tasks.iteration_heads import claims as C
+from bench.tasks.iteration_heads.data import (
+    IterationDataModule,
+    balanced_rows,
+    draw_inputs,
+    encode,
+    recurrence,
+    resolve_tokens,
+)
+from bench.tasks.iteration_heads.metrics import (
+    IterationHeadStats,
+    SequenceAccuracy,
+    iteration_head_queries,
+    sequence_correct,
+)
 
 TOKENS = resolve_tokens(11, None)  # bos_copy 11, bos_parity 12, bos_polynomial 13, eoi 14, eos 15
 
@@ -187,7 +202,10 @@ def test_smoke_single(run_bench):
     rec = run_bench(["task=iteration_heads", "profile=smoke"])
     m = rec["metrics"]
     assert 0.0 <= m["test/acc"] <= 1.0
-    assert m["test/acc"] == pytest.approx(sum(m[f"test/acc_L{L}"] for L in range(1, 5)) / 4)
+    per_length = {int(axes["length"]): v for axes, v in points(m, "test/acc")}
+    assert sorted(per_length) == [1, 2, 3, 4]
+    # smoke: min_test_sequences=2 -> lengths 2..4 (parity L=1 has one test sequence) enter the mean
+    assert m["test/acc"] == pytest.approx(sum(per_length[L] for L in (2, 3, 4)) / 3)
     for k in ("l2_mass_xt", "l1_mass_eoi", "l2_peak_xt", "uniform_mass"):
         assert 0.0 <= m[f"test/attn/{k}"] <= 1.0
     assert math.isfinite(m["test/loss"]) and m["reached_95"] in (0, 1)
@@ -210,3 +228,86 @@ def test_smoke_no_cot(run_bench):
     assert 0.0 <= m["test/acc"] <= 1.0 and math.isfinite(m["test/loss"])
     assert not any(k.startswith("test/attn/") for k in m)  # the iteration-head metrics need a chain
     assert rec["claims"] == []  # (a) needs the CoT run as well
+
+
+# -- the length-balanced training mix and the evaluated lengths --------------------------------------------------
+def test_balanced_mix_gives_every_length_the_same_rows_from_its_own_pool_only():
+    plain = IterationDataModule(problem="parity", n_len=8, n_per_length=64, seed=1)
+    mixed = IterationDataModule(problem="parity", n_len=8, n_per_length=64, seed=1, train_rows_per_length=40)
+    plain.setup()
+    mixed.setup()
+    pool, rows = plain.split("train"), mixed.split("train")
+    assert torch.equal(plain.split("test")["x"], mixed.split("test")["x"])  # the test split does not move
+    test = {tuple(r.tolist()) for r in mixed.split("test")["x"]}
+    for L in range(1, 9):
+        own = {tuple(r.tolist()) for r in pool["x"][pool["length"] == L]}
+        got = [tuple(r.tolist()) for r in rows["x"][rows["length"] == L]]
+        assert len(got) == 40 and set(got) <= own and not set(got) & test
+        assert set(got) == own  # every sequence of a pool of <= 40 is in the mix (40 // pool copies or more)
+    counts = torch.bincount(balanced_rows(7, 40, torch.Generator().manual_seed(0)), minlength=7)
+    assert counts.sum() == 40 and counts.min() >= 5 and counts.max() <= 6
+
+
+def test_eval_lengths_need_enough_distinct_test_sequences():
+    dm = IterationDataModule(problem="parity", n_len=12, n_per_length=1024, seed=0)
+    dm.setup()
+    assert dm.eval_lengths == list(range(4, 13))  # parity L = 4 has 2^4 / 2 = 8 test sequences
+    acc = SequenceAccuracy(n_len=3, averaged=[2, 3])
+    y = torch.tensor([[1], [1], [1]])
+    mask = torch.ones(3, 1, dtype=torch.bool)
+    acc.update(torch.nn.functional.one_hot(torch.tensor([[1], [0], [1]]), 2).float(), y, mask, torch.tensor([1, 2, 3]))
+    r = acc.compute()
+    assert r["per_length"] == {1: 1.0, 2: 0.0, 3: 1.0} and float(r["acc"]) == 0.5  # L = 1 is left out of the mean
+    with pytest.raises(BenchError, match="train_rows_per_length"):
+        IterationDataModule(train_rows_per_length=0)
+
+
+# -- claims on synthetic records ------------------------------------------------------------------------------
+def _single(cot: bool, seed: int, acc: float, ratio: float = 3.0, epochs_to_95: float | None = 30.0,
+            every: int = 1) -> dict:
+    cfg = {"pipeline": "single", "data": {"problem": "parity", "cot": cot, "n_len": 12, "seed": seed},
+           "trainer": {"max_epochs": 100}, "model": {"width": 64},
+           "callbacks": {"iteration_head": {"every_n_epochs": every}}}
+    m = {"test/acc": acc}
+    if cot:
+        m.update({"test/attn/l2_mass_ratio": ratio, "test/attn/l2_mass_xt": 0.3, "test/attn/l2_peak_xt": 0.1,
+                  "test/attn/l1_mass_eoi": 0.5, "epochs_to_95": epochs_to_95})
+    return {"config": cfg, "seed": seed, "metrics": m}
+
+
+def _transfer(seed: int, full: float | None, every: int = 1) -> dict:
+    cfg = {"pipeline": "transfer", "data": {"problem": "parity", "cot": True, "n_len": 12, "seed": seed},
+           "trainer": {"max_epochs": 100}, "model": {"width": 64},
+           "transfer": {"source": "polynomial", "target": "parity", "finetune_epochs": 40,
+                        "eval_every_n_epochs": every}}
+    metrics = {"full/reached_95": float(full is not None), "full/epochs_to_95": full}
+    return {"config": cfg, "seed": seed, "metrics": metrics}
+
+
+def _plan(cot=(0.97, 0.98, 0.99), plain=(0.45, 0.5, 0.55), ratio=(3.0, 3.0, 3.0), scratch=(30.0, 35.0, None),
+          full=(5.0, 8.0, 12.0), every_single=1) -> RecordSet:
+    recs = [_single(True, s, cot[s], ratio[s], scratch[s], every_single) for s in range(3)]
+    recs += [_single(False, s, plain[s]) for s in range(3)]
+    recs += [_transfer(s, full[s]) for s in range(3)]
+    return RecordSet(recs)
+
+
+def test_iteration_heads_claims_pass_on_the_papers_findings():
+    for claim in C.CLAIMS:
+        out = claim.check(_plan())
+        assert out is not None and out.passed, (claim.name, out)
+    out = C.pretraining_speeds_up_parity(_plan())
+    assert out.measured["n"] == 3 and out.measured["speedup"] == pytest.approx((25 + 27 + 29) / 3)  # 41 - 12 = 29
+
+
+@pytest.mark.parametrize("check, plan", [
+    (C.cot_beats_no_cot, dict(cot=(0.99, 0.99, 0.90))),        # one CoT seed below 0.95
+    (C.cot_beats_no_cot, dict(plain=(0.45, 0.5, 0.70))),       # one no-CoT seed above 0.65
+    (C.layer2_attends_to_xt, dict(ratio=(3.0, 1.5, 3.0))),     # one seed below 2x uniform
+    (C.pretraining_speeds_up_parity, dict(full=(5.0, 40.0, 12.0))),  # one seed slower than scratch (35)
+    (C.pretraining_speeds_up_parity, dict(full=(5.0, 8.0, None))),   # censored both: no speed-up on seed 2
+    (C.pretraining_speeds_up_parity, dict(every_single=5)),    # scratch curve sampled every 5 epochs
+])
+def test_iteration_heads_claims_fail_when_the_finding_is_absent(check, plan):
+    out = check(_plan(**plan))
+    assert out is not None and not out.passed, out

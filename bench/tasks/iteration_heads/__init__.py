@@ -1,10 +1,16 @@
 """Task ``iteration_heads``: chain of thought and iteration heads (Cabannes et al., arXiv:2406.02128).
 
+Data (data.py): per length L, up to ``n_per_length`` distinct sequences split 50/50 into disjoint train and test
+sets; training rows are length-balanced (``data.train_rows_per_length`` rows per length, drawn from that length's
+training pool), batch 256 as in the paper.
+
 Metrics of a ``pipeline=single`` run (stage ``main``):
-  test/acc             mean over input lengths L of acc_L (the headline sequence accuracy)
-  test/acc_L<L>        fraction of test sequences of length L whose every post-EoI argmax prediction is right
+  test/acc             mean of acc_L over the lengths with >= data.min_test_sequences (8) distinct test sequences
+                       (parity: L >= 4; the headline sequence accuracy)
+  length=<L>/test/acc  acc_L: fraction of test sequences of length L whose every post-EoI argmax prediction is
+                       right, for every length (bench.harness.naming.point_name)
   test/token_acc, test/loss   masked (post-EoI) token accuracy and cross-entropy
-  train/acc            test/acc's definition on the training split
+  train/acc            test/acc's definition on the (length-balanced) training split
   test/attn/l2_mass_xt, test/attn/l1_mass_eoi, test/attn/l2_peak_xt, test/attn/l1_peak_eoi,
   test/attn/uniform_mass, test/attn/l2_mass_ratio    iteration-head metrics (CoT only; see metrics.py)
   epochs_to_95, reached_95   first epoch with test acc >= 0.95 (NaN if never), and whether it was reached

@@ -16,11 +16,13 @@ ATTENTION_KEYS = ("l2_mass_xt", "l1_mass_eoi", "l2_peak_xt", "l1_peak_eoi", "uni
 
 
 @torch.no_grad()
-def evaluate_split(net: torch.nn.Module, loader: Any, n_len: int, device: torch.device, attention: bool) -> dict[str, Any]:
-    """Sequence accuracy (and, when ``attention``, the iteration-head metrics) of ``net`` on a loader."""
+def evaluate_split(net: torch.nn.Module, loader: Any, n_len: int, device: torch.device, attention: bool,
+                   averaged: list[int] | None = None) -> dict[str, Any]:
+    """Sequence accuracy (mean of acc_L over ``averaged`` lengths) and, when ``attention``, the iteration-head
+    metrics of ``net`` on a loader."""
     was_training = net.training
     net.eval()
-    acc = SequenceAccuracy(n_len).to(device)
+    acc = SequenceAccuracy(n_len, averaged).to(device)
     heads = net.blocks[0].attn.n_heads
     stats = IterationHeadStats(n_len, heads).to(device) if attention else None
     try:
@@ -64,7 +66,8 @@ class IterationHeadCallback(L.Callback):
         if not self.every_n_epochs or epoch % self.every_n_epochs:
             return
         dm = trainer.datamodule
-        r = evaluate_split(pl_module.net, dm.test_dataloader(), dm.n_len, pl_module.device, attention=dm.cot)
+        r = evaluate_split(pl_module.net, dm.test_dataloader(), dm.n_len, pl_module.device, attention=dm.cot,
+                           averaged=getattr(dm, "eval_lengths", None))
         point = {"epoch": float(epoch), "acc": float(r["acc"]["acc"])}
         if "attention" in r:
             point.update({k: float(r["attention"][k]) for k in ATTENTION_KEYS})
@@ -98,7 +101,8 @@ class IterationHeadCallback(L.Callback):
         metrics = {
             f"epochs_to_{self.pct}": float(self.reached_epoch) if self.reached_epoch is not None else math.nan,
             f"reached_{self.pct}": float(self.reached_epoch is not None),
-            "train/acc": float(evaluate_split(pl_module.net, dm.train_eval_dataloader(), dm.n_len, pl_module.device, False)["acc"]["acc"]),
+            "train/acc": float(evaluate_split(pl_module.net, dm.train_eval_dataloader(), dm.n_len, pl_module.device, False,
+                                              getattr(dm, "eval_lengths", None))["acc"]["acc"]),
         }
         per_step = {}
         if self.stats is not None:

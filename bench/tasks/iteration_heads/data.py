@@ -14,7 +14,7 @@ problem to another); the special tokens (one BoS per problem, EoI, EoS) come aft
 from __future__ import annotations
 
 import math
-from typing import Mapping
+from collections.abc import Mapping
 
 import torch
 from torch import Tensor
@@ -121,7 +121,19 @@ def _first_occurrences(values: Tensor) -> Tensor:
 
 class IterationDataModule(TensorDataModule):
     """Sequences of every length L = min_len..n_len, ``n_per_length`` distinct ones per length (fewer when the
-    alphabet has fewer), split ``train_fraction`` / rest into train and test within each length.
+    alphabet has fewer), split ``train_fraction`` / rest into train and test within each length: the two splits
+    never share a sequence (stricter than sampling both from the same distribution, which at short lengths puts
+    the test sequences in the training set).
+
+    Length-balanced training mix (``train_rows_per_length``): each length's training pool of distinct sequences
+    is laid out to the same number of rows, so every length carries the same share of the loss whatever its pool
+    size (parity has only 2^L sequences of length L). Every pool sequence appears ``rows // pool`` times and the
+    remaining ``rows % pool`` rows are drawn from the pool without replacement (seeded): a draw with replacement
+    balanced so that no sequence of the pool is left out by chance. ``None`` keeps each pool once.
+
+    Evaluation: ``test/acc`` averages acc_L over the lengths whose test split holds at least
+    ``min_test_sequences`` distinct sequences (:attr:`eval_lengths`; parity with the default 8: L >= 4), since
+    acc_L of a length with 1-4 test sequences is close to a coin flip; acc_L of every length is recorded.
 
     Args:
         problem: ``copy``, ``parity`` or ``polynomial``.
@@ -135,6 +147,8 @@ class IterationDataModule(TensorDataModule):
             across problems that one model moves between.
         special_tokens: ids of some of ``bos_copy, bos_parity, bos_polynomial, eoi, eos`` (default: after the
             data symbols).
+        train_rows_per_length: rows per length in the training mix (``None``: each distinct sequence once).
+        min_test_sequences: distinct test sequences a length needs to enter the ``test/acc`` average.
 
     Batches: ``x``, ``y``, ``mask``, ``length`` (and ``index``). ``num_classes`` is the vocabulary size.
     """
@@ -150,9 +164,17 @@ class IterationDataModule(TensorDataModule):
         modulus: int = 11,
         n_symbols: int | None = None,
         special_tokens: Mapping[str, int] | None = None,
+        train_rows_per_length: int | None = None,
+        min_test_sequences: int = 8,
         **kwargs,
     ) -> None:
         super().__init__(**kwargs)
+        if train_rows_per_length is not None and int(train_rows_per_length) < 1:
+            raise BenchError(f"data.train_rows_per_length must be >= 1 or null, got {train_rows_per_length}")
+        if int(min_test_sequences) < 1:
+            raise BenchError(f"data.min_test_sequences must be >= 1, got {min_test_sequences}")
+        self.train_rows_per_length = None if train_rows_per_length is None else int(train_rows_per_length)
+        self.min_test_sequences = int(min_test_sequences)
         if problem not in PROBLEMS:
             raise BenchError(f"unknown iteration_heads problem {problem!r}; set data.problem to one of {', '.join(PROBLEMS)}")
         from sympy import isprime
@@ -185,13 +207,27 @@ class IterationDataModule(TensorDataModule):
 
     def build(self) -> dict[str, dict[str, Tensor]]:
         g = torch.Generator().manual_seed(self.seed)
+        mix = torch.Generator().manual_seed(self.seed + 7919)  # the training mix: not the sequences drawn
         size = alphabet_size(self.problem, self.modulus, self.n_symbols)
         parts: dict[str, list[dict[str, Tensor]]] = {"train": [], "test": []}
+        self.eval_lengths: list[int] = []
         for length in range(self.min_len, self.n_len + 1):
             x = draw_inputs(size, length, self.n_per_length, g)
             enc = encode(self.problem, x, recurrence(self.problem, x, self.modulus), self.cot, self.n_len, self.tokens)
             n_train = min(max(1, math.floor(self.train_fraction * len(x))), len(x) - 1) if len(x) > 1 else 1
-            parts["train"].append({k: v[:n_train] for k, v in enc.items()})
+            rows = torch.arange(n_train)
+            if self.train_rows_per_length is not None:
+                rows = balanced_rows(n_train, self.train_rows_per_length, mix)
+            parts["train"].append({k: v[rows] for k, v in enc.items()})
             if len(x) > n_train:
                 parts["test"].append({k: v[n_train:] for k, v in enc.items()})
+            if len(x) - n_train >= self.min_test_sequences:
+                self.eval_lengths.append(length)
         return {name: {k: torch.cat([p[k] for p in ps]) for k in ps[0]} for name, ps in parts.items()}
+
+
+def balanced_rows(pool: int, rows: int, generator: torch.Generator) -> Tensor:
+    """``rows`` indices into a pool of ``pool`` items: every item ``rows // pool`` times, the remaining
+    ``rows % pool`` items drawn without replacement; shuffled."""
+    idx = torch.cat([torch.arange(pool).repeat(rows // pool), torch.randperm(pool, generator=generator)[: rows % pool]])
+    return idx[torch.randperm(len(idx), generator=generator)]

@@ -47,14 +47,16 @@ def iteration_head_queries(lengths: Tensor) -> dict[str, Tensor]:
 
 class SequenceAccuracy(Metric):
     """acc_L per input length L (a sequence counts when all its post-EoI predictions are right), their mean
-    ``acc`` over the lengths present, the masked token accuracy and the masked cross-entropy."""
+    ``acc`` over the lengths present among ``averaged`` (``None``: all lengths present), the masked token
+    accuracy and the masked cross-entropy."""
 
     full_state_update = False
     higher_is_better = True
 
-    def __init__(self, n_len: int, **kwargs) -> None:
+    def __init__(self, n_len: int, averaged: list[int] | None = None, **kwargs) -> None:
         super().__init__(**kwargs)
         self.n_len = n_len
+        self.averaged = None if averaged is None else sorted(int(L) for L in averaged)
         self.add_state("correct", torch.zeros(n_len + 1, dtype=torch.long), dist_reduce_fx="sum")
         self.add_state("total", torch.zeros(n_len + 1, dtype=torch.long), dist_reduce_fx="sum")
         self.add_state("token_correct", torch.zeros((), dtype=torch.long), dist_reduce_fx="sum")
@@ -72,8 +74,14 @@ class SequenceAccuracy(Metric):
     def compute(self) -> dict[str, Tensor | dict[int, float]]:
         present = self.total > 0
         per_length = self.correct[present].double() / self.total[present]
+        averaged = present.clone()
+        if self.averaged is not None:
+            keep = torch.zeros_like(present)
+            keep[[L for L in self.averaged if L <= self.n_len]] = True
+            averaged &= keep
+        acc = (self.correct[averaged].double() / self.total[averaged]).mean()
         return {
-            "acc": per_length.mean(),
+            "acc": acc,
             "per_length": {int(L): float(a) for L, a in zip(torch.nonzero(present).flatten(), per_length)},
             "token_acc": self.token_correct.double() / self.token_total.clamp_min(1),
             "loss": self.loss_sum / self.token_total.clamp_min(1),

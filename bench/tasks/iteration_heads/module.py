@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-import torch
 from torch import Tensor
 
 from bench.harness.module import BenchModule
+from bench.harness.naming import point_name
 from bench.tasks.iteration_heads.metrics import SequenceAccuracy, masked_cross_entropy
 
 # what ``trainable=<name>`` leaves trainable (everything else is frozen)
@@ -17,8 +17,9 @@ TRAINABLE = ("all", "layer2_mlp")
 class IterationHeadsModule(BenchModule):
     """The net is a :class:`bench.models.transformer.Transformer` (``forward_with_attention``).
 
-    Test metrics (logged by the module): ``test/acc`` (mean over lengths of acc_L), ``test/acc_L<L>``,
-    ``test/token_acc``, ``test/loss``. ``test_step`` returns ``logits`` and ``attention`` (one map per layer)
+    Test metrics (logged by the module): ``test/acc`` (mean of acc_L over the datamodule's ``eval_lengths``, the
+    lengths with enough distinct test sequences), ``length=<L>/test/acc`` (acc_L of every length, named by
+    :func:`bench.harness.naming.point_name`), ``test/token_acc``, ``test/loss``. ``test_step`` returns ``logits`` and ``attention`` (one map per layer)
     for the callbacks.
     """
 
@@ -40,7 +41,8 @@ class IterationHeadsModule(BenchModule):
 
     # -- test ----------------------------------------------------------------------------------------------
     def on_test_epoch_start(self) -> None:
-        self.test_accuracy = SequenceAccuracy(self.trainer.datamodule.n_len).to(self.device)
+        dm = self.trainer.datamodule
+        self.test_accuracy = SequenceAccuracy(dm.n_len, getattr(dm, "eval_lengths", None)).to(self.device)
 
     def test_step(self, batch: dict[str, Tensor], batch_idx: int) -> dict[str, Any]:
         logits, maps = self.net.forward_with_attention(batch["x"])
@@ -50,5 +52,5 @@ class IterationHeadsModule(BenchModule):
     def on_test_epoch_end(self) -> None:
         r = self.test_accuracy.compute()
         metrics = {"test/acc": r["acc"], "test/token_acc": r["token_acc"], "test/loss": r["loss"]}
-        metrics.update({f"test/acc_L{L}": a for L, a in r["per_length"].items()})
+        metrics.update({point_name("test/acc", length=L): a for L, a in r["per_length"].items()})
         self.log_dict({k: float(v) for k, v in metrics.items()}, sync_dist=False)

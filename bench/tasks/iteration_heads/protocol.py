@@ -10,7 +10,8 @@ accuracy; ``<stage>/epochs_to_95`` is what the claims compare.
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import torch
 from omegaconf import OmegaConf
