@@ -15,6 +15,8 @@ commands:
   fit task=<name> [overrides]  train and evaluate (Hydra overrides; -m for multirun)
   verify task=<name> [overrides] [--rerun]
                                run (or reuse) the task's verify plan and check the paper's claims
+  verify --all [--tasks a,b] [overrides] [--rerun]
+                               every task's verify plan; one table of claims and wall / CPU time per task
   leaderboard [--results DIR] [--wandb ENTITY/PROJECT] [--out DIR]
                                build Markdown / HTML / CSV tables and plots from the result records
   perf [--epochs N]            harness overhead vs hand-written loops (printed ratios)
@@ -22,14 +24,15 @@ commands:
 
 
 def cmd_list(argv: list[str]) -> int:
-    from bench.harness.registry import tasks
-
-    from bench.harness.registry import task_problems
+    from bench.harness.registry import task_problems, tasks
 
     rows = tasks()
     width = max((len(n) for n in rows), default=4)
+    from bench.harness.console import verify_status
+
     for name, t in rows.items():
-        print(f"{name:<{width}}  v{t.version:<5} arXiv:{t.arxiv:<11} {t.description}")
+        status = verify_status(name, t.version)
+        print(f"{name:<{width}}  v{t.version:<5} arXiv:{t.arxiv:<11} {status:<30} {t.description}")
     for problem in task_problems().values():
         print(f"error: {problem}", file=sys.stderr)
     return 1 if task_problems() else 0
@@ -63,6 +66,7 @@ same config, then check the paper's claims and print PASS / FAIL per claim; the 
   task=<name>            required; `bench list` shows the tasks
   key=value              applied to every run of the plan (e.g. profile=smoke for a quick check of the wiring)
   --rerun                run every run again instead of reusing records
+  --all [--tasks a,b]    every task's plan (or those named), then one table: claims, wall and CPU time per task
 """
 
 
@@ -76,7 +80,12 @@ def cmd_fit(argv: list[str]) -> int:
     if _wants_help(argv):
         print(FIT_HELP)
         return 0
-    overrides = [a for a in argv if not a.startswith("-")]
+    from bench.harness.experiments import select_task
+
+    argv = select_task(argv, tasks())  # experiment=<task>_paper alone selects its task; a mismatch is refused
+    # Hydra's own flags: `--cfg job` prints the composed config (`--cfg all` with Hydra's part), `-p KEY` one package
+    overrides = [a for i, a in enumerate(argv) if not a.startswith("-")
+                 and not (i and argv[i - 1] in ("--cfg", "-c", "--package", "-p"))]
     check_overrides(overrides)
     if not any(a.split("=", 1)[0].lstrip("+") == "task" for a in overrides):
         print(f"error: no task given; add task=<name> (known tasks: {', '.join(sorted(tasks()))})", file=sys.stderr)
@@ -85,13 +94,19 @@ def cmd_fit(argv: list[str]) -> int:
 
     # a misspelled key or a bad value type: one line here instead of Hydra's block
     check_composition(first_of_sweeps([o for o in overrides if not o.startswith("hydra")]))
+    from bench.harness.config import searchpath_overrides
     from bench.harness.hydra_app import MULTIRUN, hydra_fit
 
-    from bench.harness.config import searchpath_overrides
-
-    sys.argv = [sys.argv[0], *searchpath_overrides(), *argv]
+    # Hydra's parser takes flags (-m, --cfg job) first, then the overrides: an override before a flag, or one after
+    # `--cfg job`, is a stray positional
+    flags = [a for a in argv if a not in overrides]
+    sys.argv = [sys.argv[0], *flags, *overrides, *searchpath_overrides()]
     hydra_fit()
     failures = MULTIRUN["failures"]
+    if MULTIRUN["jobs"] > 1:
+        from bench.harness.console import print_multirun_table
+
+        print_multirun_table(MULTIRUN["records"], failed=len(failures))
     if failures:
         for overrides_, message in failures:
             print(f"failed: {' '.join(overrides_)}: {message}", file=sys.stderr)
@@ -108,7 +123,12 @@ def cmd_verify(argv: list[str]) -> int:
     from bench.harness.verify import run_verify
 
     rerun = "--rerun" in argv
-    return run_verify([a for a in argv if a != "--rerun"], rerun=rerun)
+    argv = [a for a in argv if a != "--rerun"]
+    if "--all" in argv:
+        from bench.harness.verify_all import run_verify_all
+
+        return run_verify_all([a for a in argv if a != "--all"], rerun=rerun)
+    return run_verify(argv, rerun=rerun)
 
 
 def cmd_leaderboard(argv: list[str]) -> int:

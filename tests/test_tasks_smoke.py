@@ -1,6 +1,7 @@
 """Every task under the smoke profile, every experiment file under smoke, reproducibility, resume, NaN guard."""
 
 import json
+import math
 
 import pytest
 
@@ -16,8 +17,11 @@ def test_every_task_runs_under_smoke_and_writes_a_complete_record(task, run_benc
     assert set(FIELDS) <= set(on_disk)
     assert on_disk["task"] == task and on_disk["profile"] == "smoke"
     assert on_disk["metrics"], "a run must report metrics"
+    assert on_disk["headline_metrics"], "a task declares headline metrics"
     for m in on_disk["headline_metrics"]:
-        assert m in on_disk["metrics"], f"headline metric {m} missing from the record"
+        value = on_disk["metrics"].get(m["name"])
+        assert value is not None and math.isfinite(value), f"headline metric {m['name']} missing or not finite: {value}"
+        assert isinstance(m["higher_is_better"], bool) and m["display"]
     for c in on_disk["claims"]:
         assert set(c) >= {"name", "passed", "measured", "expected", "trend"}
 
@@ -44,6 +48,9 @@ def test_same_config_and_seed_give_the_same_numbers(run_bench):
     assert a["run_id"] == b["run_id"] != c["run_id"]
     assert a["metrics"] == b["metrics"]
     assert a["metrics"]["test/acc"] is not None
+    # the seed reaches the generators (init, shuffling, data split): the numbers change, not only the run id
+    differ = [k for k in a["metrics"] if a["metrics"][k] != c["metrics"].get(k)]
+    assert len(differ) > len(a["metrics"]) // 2, differ
 
 
 def test_resume_continues_instead_of_starting_over(run_bench, tmp_path):
@@ -81,9 +88,23 @@ def test_nan_loss_stops_the_run_without_a_record(run_bench, tmp_path):
 
 
 def test_interrupted_run_leaves_no_record_and_resumes(run_bench, tmp_path):
+    """Ctrl+C through the CLI: the one line the README promises on stderr, exit status 130, no record; then the run
+    continues from its checkpoint."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
     base = ["task=neural_collapse", "profile=smoke", "attack=none", "trainer.max_epochs=3"]
-    with pytest.raises(SystemExit):
-        run_bench(base + ["+callbacks.interrupt._target_=interrupt_helper.InterruptAtEpoch", "+callbacks.interrupt.epoch=2"])
+    tests = Path(__file__).resolve().parent
+    env = dict(os.environ, PYTHONPATH=f"{tests}:{tests.parent}")
+    args = [*base, "logger=none", f"results_dir={tmp_path / 'results'}", f"work_dir={tmp_path / 'runs'}",
+            "+callbacks.interrupt._target_=interrupt_helper.InterruptAtEpoch", "+callbacks.interrupt.epoch=2"]
+    r = subprocess.run([sys.executable, "-m", "bench", "fit", *args], capture_output=True, text=True, cwd=tmp_path,
+                       env=env, timeout=600)
+    assert r.returncode == 130, r.stderr[-2000:]
+    assert ("error: the run was interrupted (Ctrl+C); no result record was written. Continue it with the same command "
+            "plus ckpt_path=last.") in r.stderr.splitlines(), r.stderr[-2000:]
     assert not list((tmp_path / "results").rglob("*.json"))
     (ckpt,) = (tmp_path / "runs" / "neural_collapse").glob("*/stages/main/last.ckpt")
     import torch

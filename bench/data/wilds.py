@@ -42,9 +42,15 @@ def _read_csv(path: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(fh))
 
 
+# how to get the files: the WILDS package downloads both into <root>/waterbirds_v1.0 and <root>/celebA_v1.0
+WILDS_NAMES = {"waterbirds": "waterbirds", "celeba": "celebA"}
+
+
 def _layout_error(name: str, root: Path, problem: str) -> BenchError:
+    get = (f"to get it: pip install wilds && python -c \"from wilds import get_dataset; "
+           f"get_dataset('{WILDS_NAMES[name]}', download=True, root_dir='{root}')\"")
     return BenchError(f"{name}: {problem}. Expected the WILDS layout under data.root={root}: {LAYOUTS[name]} "
-                      f"(set data.root to the folder that holds it)")
+                      f"(set data.root to the folder that holds it; {get})")
 
 
 def read_wilds_table(root: str | Path, name: str) -> list[tuple[Path, int, int, int]]:

@@ -12,15 +12,62 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 import lightning as L
 import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from bench.harness.errors import RunInterrupted
+from bench.callbacks.rng_state import RNGStateCallback, collect_rng_state, restore_rng_state
+from bench.harness.checkpoint import (AtomicCheckpointIO, interrupted, lightning_signals, load_checkpoint_file,
+                                      save_atomic)
 from bench.harness.record import clean_number, config_hash
+
+_MISSING = object()
+
+
+def plain_config(node: Any) -> Any:
+    """``node`` with every OmegaConf container inside it resolved to plain dicts and lists (hashable as JSON)."""
+    if OmegaConf.is_config(node):
+        return OmegaConf.to_container(node, resolve=True)
+    if isinstance(node, dict):
+        return {str(k): plain_config(v) for k, v in node.items()}
+    if isinstance(node, (list, tuple)):
+        return [plain_config(v) for v in node]
+    return node
+
+
+def stage_seed(seed: int, stage: str) -> int:
+    """A seed in [0, 2**32) derived from any integer ``seed`` and a stage name (sha256 of both)."""
+    return int(config_hash({"seed": int(seed), "stage": stage})[:8], 16)
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write ``text`` to a temp file in the same folder, fsync, rename: readers see the old or the whole new file."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(tmp, "w") as fh:
+        fh.write(text)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+
+
+def atomic_torch_save(obj: Any, path: Path) -> None:
+    """``torch.save`` through a temp file in the same folder (fsync, rename)."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(tmp, "wb") as fh:
+        torch.save(obj, fh)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+
+
+def _slurm_requeue_checkpoints(stage_dir: Path) -> list[Path]:
+    """The checkpoints Lightning's SLURM plugin saved in a stage folder on its requeue signal (SLURM only)."""
+    from lightning.fabric.plugins.environments import SLURMEnvironment
+
+    return sorted(stage_dir.glob("hpc_ckpt_*.ckpt")) if SLURMEnvironment.detect() else []
 
 
 class RunContext:
@@ -33,6 +80,7 @@ class RunContext:
         self.validity: dict[str, dict] = {}
         self.artifacts: dict[str, str] = {}
         self.seed = int(cfg.seed)
+        self._seed_scope: int | None = None  # set inside cached_stage: the seed its stages derive from
 
     # -- building components from config -------------------------------------------------------------------
     def build_datamodule(self, cfg: Any = None, **kwargs: Any):
@@ -74,18 +122,30 @@ class RunContext:
     def trainer(self, stage: str, callbacks: Iterable[L.Callback] = (), checkpoint: bool = True, **overrides: Any) -> L.Trainer:
         """A Trainer from the ``trainer`` config (plus ``overrides``), with the run's loggers and, when
         ``checkpoint``, a last-checkpoint every ``checkpoint_every_n_epochs`` for resuming."""
-        from lightning.pytorch.callbacks import ModelCheckpoint
+        from lightning.pytorch.callbacks import ModelCheckpoint, ProgressBar
+        from lightning.pytorch.plugins.io import CheckpointIO
+
+        from bench.callbacks.progress import EpochProgressBar
 
         every = int(self.cfg.get("checkpoint_every_n_epochs", 1) or 0) if checkpoint else 0
         cbs = list(callbacks)
         if every > 0:
             # one rolling file, last.ckpt, rewritten every `every` epochs (save_last alone only links to top-k saves)
+            # saved at the end of the training epoch, after validation, callbacks and the scheduler step: the state
+            # an uninterrupted run starts the next epoch from
             cbs.append(ModelCheckpoint(dirpath=self.stage_dir(stage), filename="last", save_top_k=1, save_last=False,
-                                       every_n_epochs=every, enable_version_counter=False))
+                                       every_n_epochs=every, enable_version_counter=False,
+                                       save_on_train_epoch_end=True))
         tcfg = OmegaConf.to_container(self.cfg.trainer, resolve=True)
         tcfg.update(overrides)
+        if tcfg.get("enable_progress_bar", True) and not any(isinstance(c, ProgressBar) for c in cbs):
+            cbs.append(EpochProgressBar())  # epochs, optimizer steps/s, the epoch's loss (Lightning's counts chunks)
+        plugins = tcfg.pop("plugins", None) or []
+        plugins = list(plugins) if isinstance(plugins, (list, tuple)) else [plugins]
+        if not any(isinstance(p, CheckpointIO) or "CheckpointIO" in str(p) for p in plugins):
+            plugins.append(AtomicCheckpointIO())  # temp file in the stage folder, fsync, rename
         self._prefix_loggers(stage)
-        return instantiate(tcfg, callbacks=cbs, logger=self.loggers or False,
+        return instantiate(tcfg, callbacks=cbs, logger=self.loggers or False, plugins=plugins,
                            default_root_dir=str(self.stage_dir(stage)), enable_checkpointing=every > 0)
 
     def _prefix_loggers(self, stage: str) -> None:
@@ -109,8 +169,34 @@ class RunContext:
 
     def _check(self, trainer: L.Trainer) -> None:
         if trainer.interrupted:
-            raise RunInterrupted("the run was interrupted; no result record was written. "
-                                 "Continue it with the same command plus ckpt_path=last.")
+            raise interrupted("interrupted")
+
+    def _run_trainer(self, trainer: L.Trainer, fn: Callable, *args: Any, **kwargs: Any) -> None:
+        """``trainer.fit`` / ``trainer.test``, with Ctrl+C and SIGTERM (Lightning turns both into a ``SystemExit``,
+        status 1 or 0) reported as one line that says how to resume, with exit status 130 / 143."""
+        from lightning.pytorch.utilities.exceptions import SIGTERMException
+
+        try:
+            with lightning_signals():
+                fn(*args, **kwargs)
+        except SIGTERMException:
+            raise interrupted("stopped by SIGTERM") from None
+        except SystemExit:
+            if trainer.interrupted:
+                raise interrupted("interrupted (Ctrl+C)") from None
+            raise
+        self._check(trainer)
+
+    def _resume_checkpoint(self, stage: str, sdir: Path) -> str | None:
+        """The checkpoint a stage continues from: the one the user named for it (``ckpt_path=<file>``), else under
+        ``ckpt_path=last`` its ``last.ckpt``."""
+        named = getattr(self, "user_checkpoint", None)
+        if named is not None and named[0] == stage:
+            return str(named[1])
+        if _slurm_requeue_checkpoints(sdir):
+            return None  # a requeued SLURM job: Lightning resumes from its own (newer) hpc checkpoint
+        last = sdir / "last.ckpt"
+        return str(last) if self.resume and last.is_file() else None
 
     def fit(
         self,
@@ -128,8 +214,11 @@ class RunContext:
         sdir = self.stage_dir(stage)
         done = sdir / "done.json"
         if self.resume and done.is_file():
-            # finished before the interruption: reload its result instead of training again
-            module.load_state_dict(torch.load(sdir / "final.pt", map_location="cpu", weights_only=True))
+            # finished before the interruption: reload its result instead of training again, and the random state
+            # it ended with, so that what follows draws what it drew in the uninterrupted run
+            module.load_state_dict(load_checkpoint_file(sdir / "final.pt", weights_only=True))
+            if (sdir / "rng.pt").is_file():
+                restore_rng_state(load_checkpoint_file(sdir / "rng.pt", weights_only=True))
             saved = json.loads(done.read_text())
             self.metrics.update(saved["metrics"])
             self.validity.update(saved["validity"])
@@ -137,23 +226,24 @@ class RunContext:
         init = self.cfg.get("init_weights")
         if init and stage == "main":
             # start from given weights (fine-tuning; with trainer.max_epochs=0, evaluating a checkpoint)
-            state = torch.load(str(init), map_location="cpu", weights_only=False)
+            state = load_checkpoint_file(str(init))
             module.load_state_dict(state.get("state_dict", state))
         cbs = (self.config_callbacks() if callbacks is None else list(callbacks)) + list(extra_callbacks)
-        trainer = self.trainer(stage, cbs, **trainer_overrides)
-        last = sdir / "last.ckpt"
-        ckpt = str(last) if self.resume and last.is_file() else None
-        self.seed_stage(stage)
-        trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt)
-        self._check(trainer)
+        # first, so the random state is back before any other callback draws from it
+        trainer = self.trainer(stage, [RNGStateCallback(), *cbs], **trainer_overrides)
+        ckpt = self._resume_checkpoint(stage, sdir)
+        self.seed_stage(stage)  # a resumed stage is seeded alike; the checkpoint's random state then replaces it
+        self._run_trainer(trainer, trainer.fit, module, datamodule=datamodule, ckpt_path=ckpt)
+        for hpc in _slurm_requeue_checkpoints(sdir) if trainer.is_global_zero else []:
+            hpc.unlink(missing_ok=True)  # used up; on SLURM, Lightning's test would otherwise load its older weights
         metrics = {k: v for k, v in trainer.callback_metrics.items()}
         if test:
-            trainer.test(module, datamodule=datamodule, verbose=False)
-            self._check(trainer)
+            self._run_trainer(trainer, trainer.test, module, datamodule=datamodule, verbose=False)
             metrics.update(trainer.callback_metrics)
         out = self._collect(stage, metrics, cbs)
         if trainer.is_global_zero:
-            torch.save(module.state_dict(), sdir / "final.pt")
+            save_atomic(module.state_dict(), sdir / "final.pt")
+            save_atomic(collect_rng_state(), sdir / "rng.pt")
             validity = {k: v for k, v in self.validity.items() if k.startswith(self._name(stage, ""))} if stage != "main" else self.validity
             tmp = done.with_suffix(".tmp")
             tmp.write_text(json.dumps({"metrics": out, "validity": validity}, default=str))
@@ -172,15 +262,69 @@ class RunContext:
         """Test only (no training): for modules fitted in closed form or loaded from an earlier stage."""
         cbs = (self.config_callbacks() if callbacks is None else list(callbacks)) + list(extra_callbacks)
         trainer = self.trainer(stage, cbs, checkpoint=False, **trainer_overrides)
-        trainer.test(module, datamodule=datamodule, verbose=False)
-        self._check(trainer)
+        self._run_trainer(trainer, trainer.test, module, datamodule=datamodule, verbose=False)
         return self._collect(stage, dict(trainer.callback_metrics), cbs)
 
-    def seed_stage(self, stage: str) -> None:
-        """Seed every generator from the run seed and the stage name, so a stage's numbers do not depend on
-        which stages ran before it in this process."""
-        offset = int(config_hash({"stage": stage})[:6], 16) % 10_000
-        L.seed_everything(self.seed * 10_000 + offset, workers=True, verbose=False)
+    def seed_stage(self, stage: str, seed: int | None = None) -> None:
+        """Seed every generator from ``seed`` (default: the run seed) and the stage name, so a stage's numbers do
+        not depend on which stages ran before it in this process. Any integer seed works: the pair is hashed
+        into the 32-bit range the generators accept."""
+        if seed is None:
+            seed = self.seed if self._seed_scope is None else self._seed_scope
+        L.seed_everything(stage_seed(int(seed), stage), workers=True, verbose=False)
+
+    def cached_stage(self, name: str, key: Any, train_fn: Callable[[], Any], seed: int | None = None) -> Any:
+        """Run ``train_fn()`` once per distinct ``key`` and return its result; a later run with the same key (another
+        method, density or second-stage seed) gets the saved result back, and the stage's metrics, validity flags
+        and artifacts are replayed into its record as if it had trained.
+
+        Args:
+            name: the stage's name (its metrics are recorded as ``<name>/...`` when ``train_fn`` fits with
+                ``stage=name``).
+            key: a mapping of the config parts that define the stage (``{"data": cfg.data, "model": cfg.model,
+                ...}``). The harness adds the run-wide settings that change numbers (``trainer``, ``num_threads``,
+                the task's name and version) and hashes it with the run hash's exclusions.
+            train_fn: computes the stage; returns anything ``torch.save`` stores with ``weights_only=True``
+                (tensors, numbers, strings, containers of them, state dicts).
+            seed: seeds the stage (default: the run seed); part of the key.
+        """
+        seed = self.seed if seed is None else int(seed)
+        folder = self.cache_dir(name, {"stage": key, "seed": seed, **self._run_wide_settings()})
+        result_file, replay_file = folder / "result.pt", folder / "replay.json"
+        if result_file.is_file() and replay_file.is_file():
+            replay = json.loads(replay_file.read_text())
+            self.metrics.update(replay["metrics"])
+            self.validity.update(replay["validity"])
+            self.artifacts.update(replay["artifacts"])
+            for lg in self.loggers:
+                lg.log_metrics({k: v for k, v in replay["metrics"].items() if v is not None})
+            return torch.load(result_file, map_location="cpu", weights_only=True)
+        before = (dict(self.metrics), dict(self.validity), dict(self.artifacts))
+        # every stage fitted inside derives its seed from the cached stage's seed, not the run's: the result
+        # depends on the key alone, whichever run computes it first
+        outer, self._seed_scope = self._seed_scope, seed
+        try:
+            self.seed_stage(name)
+            result = train_fn()
+        finally:
+            self._seed_scope = outer
+        replay = {
+            "metrics": {k: v for k, v in self.metrics.items() if before[0].get(k, _MISSING) != v},
+            "validity": {k: v for k, v in self.validity.items() if k not in before[1]},
+            "artifacts": {k: v for k, v in self.artifacts.items() if k not in before[2]},
+        }
+        if int(os.environ.get("LOCAL_RANK", os.environ.get("RANK", "0"))) == 0:
+            atomic_torch_save(result, result_file)
+            atomic_write_text(replay_file, json.dumps(replay, sort_keys=True, default=str))
+        return result
+
+    def _run_wide_settings(self) -> dict:
+        """Settings outside a stage's own config that still change its numbers."""
+        return {
+            "trainer": plain_config(self.cfg.get("trainer")),
+            "num_threads": self.cfg.get("num_threads"),
+            "task": {"name": str(self.cfg.task.name), "version": str(self.cfg.task.version)},
+        }
 
     # -- outputs -------------------------------------------------------------------------------------------
     def log_metrics(self, metrics: dict[str, Any], stage: str = "main") -> None:
@@ -219,7 +363,7 @@ class RunContext:
         """A folder shared by every run whose ``key`` (any JSON-able value, e.g. the config of an ERM stage)
         is the same: stages whose output other runs reuse (an ERM model reused by every second-stage method
         and seed, expert trajectories) save there and check for it first."""
-        h = config_hash({"key": OmegaConf.to_container(key, resolve=True) if isinstance(key, DictConfig) else key})[:16]
+        h = config_hash({"key": plain_config(key)})[:16]
         d = Path(self.cfg.work_dir) / "cache" / str(self.cfg.task.name) / f"{name}-{h}"
         d.mkdir(parents=True, exist_ok=True)
         return d

@@ -2,7 +2,9 @@
 
 
 class BenchError(Exception):
-    """A user-facing error: the message names the problem and the fix."""
+    """A user-facing error: the message names the problem and the fix. ``exit_code`` is the CLI's exit status."""
+
+    exit_code = 1
 
 
 class NonFiniteLossError(BenchError):
@@ -10,4 +12,7 @@ class NonFiniteLossError(BenchError):
 
 
 class RunInterrupted(BenchError):
-    """The run was interrupted before it finished; no record was written."""
+    """The run was interrupted before it finished; no record was written (exit status 130 for Ctrl+C, 143 for
+    SIGTERM, as a shell reports a process ended by that signal)."""
+
+    exit_code = 130

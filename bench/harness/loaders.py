@@ -4,7 +4,9 @@ Small-model tasks run 10^4-10^5 optimizer steps; a DataLoader (sampler, collate)
 machinery would cost more than the step itself. These loaders draw each minibatch by indexing in-memory tensors
 with a random permutation, and in training hand Lightning a *chunk* of several minibatches per step, which
 ``BenchModule.training_step`` runs as several optimizer steps. Lightning still sees an ordinary iterable, so
-callbacks, loggers, checkpointing and DDP work unchanged.
+callbacks, loggers, checkpointing and DDP work unchanged. Given a ``device`` (the trainer's, see
+:func:`trainer_device`), the tensors are moved there once and every minibatch is drawn there: no per-step
+host-to-device copy on a GPU.
 """
 
 from __future__ import annotations
@@ -27,6 +29,12 @@ class EpochSeed:
         self.epoch = int(epoch)
 
 
+def trainer_device(trainer) -> torch.device | None:
+    """The device a trainer's module lives on (``None`` without a trainer): where an in-memory loader puts its data."""
+    strategy = getattr(trainer, "strategy", None) if trainer is not None else None
+    return getattr(strategy, "root_device", None)
+
+
 class InMemoryLoader:
     """Minibatches (dicts of tensors) drawn from in-memory tensors by indexing.
 
@@ -41,6 +49,8 @@ class InMemoryLoader:
         rank, world_size: DDP shard. ``pad=True`` (training) pads the permutation to a multiple of
             ``world_size`` like DistributedSampler; ``pad=False`` (evaluation) gives each rank a disjoint
             shard with no duplicates, so metrics summed over ranks are exact.
+        device: where the tensors are kept and the minibatches drawn (``None``: where they are). The shuffling
+            permutation is still drawn on the CPU generator, so batches are the same on every device.
     """
 
     def __init__(
@@ -54,11 +64,14 @@ class InMemoryLoader:
         rank: int = 0,
         world_size: int = 1,
         pad: bool = False,
+        device: torch.device | str | None = None,
     ) -> None:
         sizes = {k: len(v) for k, v in tensors.items()}
         if len(set(sizes.values())) != 1:
             raise ValueError(f"all tensors must have the same length, got {sizes}")
-        self.tensors = dict(tensors)
+        self.device = None if device is None else torch.device(device)
+        # one copy per loader (a no-op for tensors already there), not one per step
+        self.tensors = {k: v if self.device is None else v.to(self.device) for k, v in tensors.items()}
         self.n = next(iter(sizes.values()))
         self.shuffle, self.drop_last, self.seed = shuffle, drop_last, seed
         self.chunk, self.rank, self.world_size, self.pad = chunk, rank, world_size, pad
@@ -76,7 +89,8 @@ class InMemoryLoader:
 
     def _indices(self) -> Tensor:
         if self.shuffle:
-            g = torch.Generator().manual_seed(self.seed * 1_000_003 + self.sampler.epoch)
+            # kept below 2**63 (the generator's range) so any integer seed works; smaller values are unchanged
+            g = torch.Generator().manual_seed((self.seed * 1_000_003 + self.sampler.epoch) % 2**63)
             perm = torch.randperm(self.n, generator=g)
         else:
             perm = torch.arange(self.n)
@@ -86,7 +100,7 @@ class InMemoryLoader:
                 if total > self.n:
                     perm = torch.cat([perm, perm[: total - self.n]])
             perm = perm[self.rank :: self.world_size]
-        return perm
+        return perm if self.device is None else perm.to(self.device)
 
     def num_minibatches(self) -> int:
         local = self._local_size()

@@ -7,6 +7,8 @@ import hashlib
 import json
 import math
 import os
+import re
+import sys
 import tempfile
 from pathlib import Path
 from typing import Any, Iterable
@@ -71,13 +73,47 @@ def clean_number(v: Any) -> float | int | None:
     return int(f) if isinstance(v, int) else f
 
 
-def validate(record: dict) -> None:
+TASK_NAME = re.compile(r"^[a-z][a-z0-9_]*$")  # the registry's pattern: a task name is also a file name
+
+# field -> the JSON types it may hold (null only where listed)
+_TYPES: dict[str, tuple[type, ...]] = {
+    "schema_version": (int,), "task": (str,), "task_version": (str,), "run_id": (str,), "label": (str,),
+    "profile": (str,), "seed": (int,), "config": (dict,), "config_hash": (str,), "group_hash": (str,),
+    "headline_metrics": (list,), "metrics": (dict,), "validity": (dict,), "claims": (list,), "artifacts": (dict,),
+    "git_sha": (str, type(None)), "bench_version": (str, type(None)), "package_versions": (dict, type(None)),
+    "created_at": (str, type(None)), "duration_s": (int, float, type(None)), "wandb_run_id": (str, type(None)),
+}
+
+
+def validate(record: Any) -> None:
+    """Raise ``ValueError`` naming the first way ``record`` breaks the schema (fields, their types, a task name that
+    is a safe file name, numeric metrics, well-formed headline metrics)."""
+    if not isinstance(record, dict):
+        raise ValueError(f"a record is a JSON object, not a {type(record).__name__}")
     missing = [f for f in FIELDS if f not in record]
     if missing:
         raise ValueError(f"record is missing fields {missing}")
-    bad = [k for k, v in record["metrics"].items() if not (v is None or isinstance(v, (int, float)))]
+    for name, kinds in _TYPES.items():
+        v = record[name]
+        if not isinstance(v, kinds) or (isinstance(v, bool) and bool not in kinds):
+            allowed = " or ".join("null" if k is type(None) else k.__name__ for k in kinds)
+            raise ValueError(f"record field {name} is {type(v).__name__}, expected {allowed}")
+    if not TASK_NAME.match(record["task"]):
+        raise ValueError(f"record task {record['task']!r} does not match {TASK_NAME.pattern}")
+    if not record["run_id"] or "/" in record["run_id"] or "\\" in record["run_id"] or record["run_id"] in (".", ".."):
+        raise ValueError(f"record run_id {record['run_id']!r} is not a plain name")
+    bad = [k for k, v in record["metrics"].items() if not (v is None or isinstance(v, (int, float)))
+           or isinstance(v, bool)]
     if bad:
         raise ValueError(f"record metrics must be numbers or null: {bad}")
+    for m in record["headline_metrics"]:
+        ok = isinstance(m, str) or (isinstance(m, dict) and isinstance(m.get("name"), str))
+        if not ok:
+            raise ValueError(f"record headline_metrics entries are metric names or {{name, display, "
+                             f"higher_is_better}}, got {m!r}")
+    for name, v in record["validity"].items():
+        if not isinstance(v, dict):
+            raise ValueError(f"record validity[{name!r}] is {type(v).__name__}, expected an object")
 
 
 def write_record(record: dict, path: str | Path) -> Path:
@@ -93,6 +129,7 @@ def write_record(record: dict, path: str | Path) -> Path:
             fh.write("\n")
             fh.flush()
             os.fsync(fh.fileno())
+        os.chmod(tmp, readable_mode())  # mkstemp makes 0600; records are outputs like any other file
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
@@ -101,16 +138,57 @@ def write_record(record: dict, path: str | Path) -> Path:
     return path
 
 
-def load_records(results_dir: str | Path, task: str | None = None) -> list[dict]:
-    """Every valid record under ``results_dir`` (optionally of one task), sorted by (task, run_id)."""
+def readable_mode() -> int:
+    """0666 under the process umask (0644 under the usual 022), as ``open()`` would create a file."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
+def read_record(path: str | Path) -> dict:
+    """One record file, validated; ``ValueError`` names the problem (not JSON, empty, wrong schema)."""
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError("is not a file")
+    text = path.read_text(errors="replace")
+    if not text.strip():
+        raise ValueError("is empty")
+    try:
+        rec = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise ValueError(f"is not valid JSON ({e.msg} at line {e.lineno}; truncated?)") from None
+    validate(rec)
+    return rec
+
+
+def load_records_with_problems(results_dir: str | Path,
+                               task: str | None = None) -> tuple[list[dict], list[tuple[Path, str]]]:
+    """(every valid record under ``results_dir`` (optionally of one task), sorted by (task, run_id);
+    [(file, why it was skipped)] for every other ``*/*.json``)."""
     base = Path(results_dir)
     pattern = f"{task}/*.json" if task else "*/*.json"
-    out = []
+    out, problems = [], []
     for f in sorted(base.glob(pattern)):
         try:
-            rec = json.loads(f.read_text())
-            validate(rec)
-        except (ValueError, json.JSONDecodeError):
+            rec = read_record(f)
+        except (ValueError, OSError) as e:
+            problems.append((f, str(e)))
             continue
         out.append(rec)
-    return sorted(out, key=lambda r: (r["task"], r["run_id"]))
+    return sorted(out, key=lambda r: (r["task"], r["run_id"])), problems
+
+
+def load_records(results_dir: str | Path, task: str | None = None, warn: bool = False) -> list[dict]:
+    """Every valid record under ``results_dir`` (optionally of one task), sorted by (task, run_id). With ``warn``,
+    each skipped file and their count are printed to stderr."""
+    records, problems = load_records_with_problems(results_dir, task)
+    if warn:
+        warn_skipped(problems)
+    return records
+
+
+def warn_skipped(problems: list[tuple[Path, str]]) -> None:
+    for f, why in problems:
+        print(f"warning: skipped {f}: {why}", file=sys.stderr)
+    if problems:
+        print(f"warning: {len(problems)} file(s) skipped as not valid records", file=sys.stderr)

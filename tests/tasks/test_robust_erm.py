@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from bench.harness.claims import RecordSet, evaluate
-from bench.harness.errors import BenchError
+from bench.harness.errors import BenchError, NonFiniteLossError
 from bench.optim.steepest import GD, CoordinateDescent, SignGD
 from bench.tasks.robust_erm.linear_module import robust_risk_and_grad
 from bench.tasks.robust_erm.margins import lp_margin, max_margin
@@ -373,3 +373,17 @@ def test_claim_e_compares_the_optimizer_spread_robust_vs_clean():
     assert claim_e(records(0.2)).passed       # spread 0.2 at eps 0.1 vs 0.01 at eps 0
     assert not claim_e(records(0.004)).passed  # the optimizers differ less under attack than clean
     assert claim_e(RecordSet([])) is None
+
+
+@pytest.mark.parametrize("d", [128, 256])
+def test_coordinate_descent_with_line_search_is_stable_at_any_dimension(run_bench, d):
+    """A fixed CD step diverges once the loss's curvature along a coordinate exceeds 2 / lr (issue 16: lr 1 went to
+    NaN at d = 128 for some seeds). At lr 4 a fixed step diverges at once; the line search backtracks from it and
+    every run ends finite, at two dimensions and several seeds."""
+    base = ["task=robust_erm", "profile=smoke", "optimizer=cd", "optimizer.lr=4", f"data.d={d}", "data.m=64",
+            "threat.c=0.5", "linear.steps=400"]
+    with pytest.raises(NonFiniteLossError):
+        run_bench(base + ["seed=0"])
+    for seed in (0, 1, 2):
+        m = run_bench(base + ["optimizer.line_search=true", f"seed={seed}"])["metrics"]
+        assert math.isfinite(m["train/loss"]) and math.isfinite(m["test/robust_acc"]), (d, seed, m["train/loss"])

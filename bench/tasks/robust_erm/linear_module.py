@@ -114,19 +114,28 @@ class RobustLinearModule(BenchModule):
         opt = self.optimizers().optimizer  # the raw torch optimizer (see the module docstring)
         params = list(self.net.parameters())
         leaf = self.net.weight().is_leaf  # w is the parameter itself (no parametrisation to differentiate)
+        def risk_and_grads() -> Tensor:
+            """Per-problem robust risk at the current parameters, gradients set (the line search's closure)."""
+            if leaf:
+                w = self.net.weight()
+                risk, w.grad = robust_risk_and_grad(w, z, weights, self.eps, self.p, self.loss)
+                return risk
+            with torch.enable_grad():
+                w = self.net.weight()
+            risk, grad = robust_risk_and_grad(w.detach(), z, weights, self.eps, self.p, self.loss)
+            for p in params:
+                p.grad = None
+            w.backward(grad)  # chain rule through the parametrisation (u*u - v*v)
+            return risk
+
+        searches = any(g.get("line_search") for g in opt.param_groups)
         with torch.no_grad():
             for _ in range(self.steps_per_call):
-                if leaf:
-                    w = self.net.weight()
-                    risk, w.grad = robust_risk_and_grad(w, z, weights, self.eps, self.p, self.loss)
+                if searches:  # backtracking from lr: the closure gives the risk of each trial step
+                    risk = opt.step(risk_and_grads)
                 else:
-                    with torch.enable_grad():
-                        w = self.net.weight()
-                    risk, grad = robust_risk_and_grad(w.detach(), z, weights, self.eps, self.p, self.loss)
-                    for p in params:
-                        p.grad = None
-                    w.backward(grad)  # chain rule through the parametrisation (u*u - v*v)
-                opt.step()
+                    risk = risk_and_grads()
+                    opt.step()
         mean = risk.mean()
         self.log("train/loss", mean, on_step=False, on_epoch=True, prog_bar=True)
         return mean
