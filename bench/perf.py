@@ -74,7 +74,7 @@ class Stopwatch:
         self.device = device
         self.wall = self.cpu = 0.0
 
-    def __enter__(self) -> "Stopwatch":
+    def __enter__(self) -> Stopwatch:
         _sync(self.device)
         self._w, self._c = time.perf_counter(), time.process_time()
         return self
@@ -155,12 +155,14 @@ class Row:
 
 def format_table(rows: list[Row], judge_on: str) -> tuple[list[str], dict[str, str]]:
     """The printed lines and the verdicts (judged on ``judge_on``: ``cpu`` or ``wall``)."""
-    lines = [f"  {'variant':<46} {'wall ms (min-max)':>24} {'cpu ms (min-max)':>24} {'wall x':>7} {'cpu x':>7}  "
-             f"{'cpu x range':<13} target"]
+    lines = [
+        f"  {'variant':<46} {'wall ms (min-max)':>24} {'cpu ms (min-max)':>24} {'wall x':>7} {'cpu x':>7}  "
+        f"{'cpu x range':<13} target"
+    ]
     ratios: dict[str, float] = {}
     for r in rows:
         w, c = spread(r.times.wall), spread(r.times.cpu)
-        cells = f"{w[0] * 1e3:9.1f} ({w[1] * 1e3:6.0f}-{w[2] * 1e3:6.0f}) {c[0] * 1e3:9.1f} ({c[1] * 1e3:6.0f}-{c[2] * 1e3:6.0f})"
+        cells = " ".join(f"{m * 1e3:9.1f} ({lo * 1e3:6.0f}-{hi * 1e3:6.0f})" for m, lo, hi in (w, c))
         if r.base is None:
             lines.append(f"  {r.name:<46} {cells}   1.000   1.000  {'':<13} {r.note}")
             continue
@@ -170,7 +172,8 @@ def format_table(rows: list[Row], judge_on: str) -> tuple[list[str], dict[str, s
         if r.target is not None:
             ratios[r.target] = judged[0]
             tail = f"<= {TARGETS[r.target]:.2f} on {judge_on}: {verdict(judged[0], TARGETS[r.target])}" + (
-                f"  {r.note}" if r.note else "")
+                f"  {r.note}" if r.note else ""
+            )
         lines.append(f"  {r.name:<46} {cells} {rw[0]:7.3f} {rc[0]:7.3f}  {rc[1]:5.2f}-{rc[2]:5.2f}   {tail}")
     return lines, judge(ratios)
 
@@ -181,8 +184,9 @@ def _net(seed: int) -> torch.nn.Module:
     return MLP([64], 10, hidden=[256, 256])
 
 
-def hand_loop(dm: TensorDataModule, epochs: int, seed: int, device: torch.device, net_fn=_net,
-              precision: str = "32-true") -> tuple[Stopwatch, int]:
+def hand_loop(
+    dm: TensorDataModule, epochs: int, seed: int, device: torch.device, net_fn=_net, precision: str = "32-true"
+) -> tuple[Stopwatch, int]:
     train = dm.split("train")
     x, y = train["x"].to(device), train["y"].to(device)
     net = net_fn(seed).to(device)
@@ -210,13 +214,31 @@ def task_context(tmp: str, epochs: int, accelerator: str):
     from bench.harness.config import compose
     from bench.harness.context import RunContext
 
-    cfg = compose(["task=neural_collapse", f"trainer={accelerator}", "logger=none", "callbacks=none", "attack=none",
-                   f"work_dir={tmp}", f"trainer.max_epochs={epochs}", "trainer.enable_progress_bar=true"])
+    cfg = compose(
+        [
+            "task=neural_collapse",
+            f"trainer={accelerator}",
+            "logger=none",
+            "callbacks=none",
+            "attack=none",
+            f"work_dir={tmp}",
+            f"trainer.max_epochs={epochs}",
+            "trainer.enable_progress_bar=true",
+        ]
+    )
     return RunContext(cfg, Path(tmp) / "perf", loggers=[], resume=False), cfg
 
 
-def harness_fit(dm: TensorDataModule, epochs: int, seed: int, tmp: str, checkpoint: bool, accelerator: str,
-                net_fn=_net, **trainer_overrides) -> tuple[EpochTimer, Stopwatch, int]:
+def harness_fit(
+    dm: TensorDataModule,
+    epochs: int,
+    seed: int,
+    tmp: str,
+    checkpoint: bool,
+    accelerator: str,
+    net_fn=_net,
+    **trainer_overrides,
+) -> tuple[EpochTimer, Stopwatch, int]:
     module = BenchModule(net_fn(seed), optimizer=partial(torch.optim.SGD, lr=0.05, momentum=0.9))
     device = torch.device("cuda" if accelerator == "gpu" else "cpu")
     timer = EpochTimer(device)
@@ -227,8 +249,17 @@ def harness_fit(dm: TensorDataModule, epochs: int, seed: int, tmp: str, checkpoi
     return timer, sw, trainer.global_step
 
 
-ATTACK = {"name": "pgd_linf", "eps": [0.1], "steps": 10, "step_size": 0.25, "random_start": True,
-          "validity": {"enabled": False}}
+# conf/attack/pgd_linf.yaml as tasks compose it (the ``_target_`` form: no attack-group lookup per build)
+ATTACK = {
+    "_target_": "bench.attacks.standard.pgd_linf",
+    "_partial_": True,
+    "name": "pgd_linf",
+    "eps": [0.1],
+    "steps": 10,
+    "step_size": 0.25,
+    "random_start": True,
+    "validity": {"enabled": False},
+}
 
 
 def raw_attack_loop(net: torch.nn.Module, dm: TensorDataModule, device: torch.device) -> Stopwatch:
@@ -297,11 +328,19 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's own)")
     p.add_argument("--accelerator", choices=("cpu", "gpu"), default="cpu")
-    p.add_argument("--judge", choices=("cpu", "wall"), default=None,
-                   help="clock the targets are judged on (default: cpu time on the CPU, wall time on a GPU)")
+    p.add_argument(
+        "--judge",
+        choices=("cpu", "wall"),
+        default=None,
+        help="clock the targets are judged on (default: cpu time on the CPU, wall time on a GPU)",
+    )
     p.add_argument("--cnn", action="store_true", help="also the CNN case (always on with --accelerator gpu)")
-    p.add_argument("--cnn-examples", type=int, default=None, help="CNN case training examples (default 51200 on a "
-                   "GPU, 1024 on the CPU)")
+    p.add_argument(
+        "--cnn-examples",
+        type=int,
+        default=None,
+        help="CNN case training examples (default 51200 on a GPU, 1024 on the CPU)",
+    )
     p.add_argument("--cnn-epochs", type=int, default=None, help="CNN case epochs (default 3 on a GPU, 1 on the CPU)")
     a = p.parse_args(argv)
     from bench.harness.errors import BenchError
@@ -319,8 +358,19 @@ def main(argv: list[str] | None = None) -> int:
     dm_chunk = DigitsDataModule(batch_size=128, steps_per_call=0, seed=0)  # default eval batch (1024)
     dm_plain = DigitsDataModule(batch_size=128, eval_batch_size=128, steps_per_call=None, seed=0)
     dm_chunk.setup(), dm_plain.setup()
-    res = {k: Times() for k in ("hand", "harness_steps", "harness_fit", "plain_steps", "raw_pgd", "cb_pgd",
-                                "cb_pgd_test", "cb_pgd_validity")}
+    res = {
+        k: Times()
+        for k in (
+            "hand",
+            "harness_steps",
+            "harness_fit",
+            "plain_steps",
+            "raw_pgd",
+            "cb_pgd",
+            "cb_pgd_test",
+            "cb_pgd_validity",
+        )
+    }
     steps = 0
     with tempfile.TemporaryDirectory() as tmp:
         _, cfg = task_context(tmp, a.epochs, a.accelerator)
@@ -339,7 +389,7 @@ def main(argv: list[str] | None = None) -> int:
             res["plain_steps"].add(timer.wall, timer.cpu)
         net = _net(0).to(device)
         raw_attack_loop(net, dm_chunk, device)
-        for r in range(a.repeats):
+        for _ in range(a.repeats):
             sw = raw_attack_loop(net, dm_chunk, device)
             res["raw_pgd"].add(sw.wall, sw.cpu)
             timed, sw = callback_attack(net, dm_chunk, False, a.accelerator)
@@ -351,9 +401,11 @@ def main(argv: list[str] | None = None) -> int:
         if gpu or a.cnn:
             cnn = cnn_case(a, device, tmp)
     n_test = len(dm_chunk.split("test")["y"])
-    print(f"digits MLP 64-256-256-10, batch 128, SGD momentum, {a.epochs} epochs = {steps} steps; last.ckpt every "
-          f"{every} epochs (config); {a.repeats} interleaved repeats; torch threads {torch.get_num_threads()}; "
-          f"device {device}")
+    print(
+        f"digits MLP 64-256-256-10, batch 128, SGD momentum, {a.epochs} epochs = {steps} steps; last.ckpt every "
+        f"{every} epochs (config); {a.repeats} interleaved repeats; torch threads {torch.get_num_threads()}; "
+        f"device {device}"
+    )
     rows = [
         Row("hand-written loop (tensor indexing)", res["hand"]),
         Row("harness, in-epoch time (chunked steps)", res["harness_steps"], res["hand"], "train_in_epoch"),
@@ -367,8 +419,10 @@ def main(argv: list[str] | None = None) -> int:
     lines, verdicts = format_table(rows, judge_on)
     print("\n".join(lines))
     med_hand = statistics.median(res["hand"].cpu)
-    print(f"  per optimizer step (cpu): hand {med_hand / steps * 1e6:.0f} us, harness "
-          f"{statistics.median(res['harness_steps'].cpu) / steps * 1e6:.0f} us")
+    print(
+        f"  per optimizer step (cpu): hand {med_hand / steps * 1e6:.0f} us, harness "
+        f"{statistics.median(res['harness_steps'].cpu) / steps * 1e6:.0f} us"
+    )
     if cnn is not None:
         print(cnn)
     print(f"targets on {judge_on} time: " + ", ".join(f"{k} {v}" for k, v in verdicts.items()))
@@ -389,6 +443,8 @@ def cnn_case(a, device: torch.device, tmp: str) -> str:
     raw, _ = hand_loop(dm, epochs, 0, device, net_fn=_cnn, precision=precision)
     timer, _, _ = harness_fit(dm, epochs, 0, tmp, False, a.accelerator, net_fn=_cnn, precision=precision)
     ex = n * epochs
-    return (f"CNN case: SmallCNN 32-64-128 on {n} random 3x32x32 inputs, batch 512, {precision}, {epochs} epochs: "
-            f"raw loop {ex / raw.wall:,.0f} ex/s, harness {ex / timer.wall:,.0f} ex/s (wall, in-epoch); "
-            f"harness/raw time {timer.wall / raw.wall:.3f}x wall, {timer.cpu / raw.cpu:.3f}x cpu")
+    return (
+        f"CNN case: SmallCNN 32-64-128 on {n} random 3x32x32 inputs, batch 512, {precision}, {epochs} epochs: "
+        f"raw loop {ex / raw.wall:,.0f} ex/s, harness {ex / timer.wall:,.0f} ex/s (wall, in-epoch); "
+        f"harness/raw time {timer.wall / raw.wall:.3f}x wall, {timer.cpu / raw.cpu:.3f}x cpu"
+    )

@@ -13,7 +13,8 @@ os.environ.setdefault("WANDB_SILENT", "true")
 # subprocesses (CLI, DDP) inherit it
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 os.environ["BENCH_INCLUDE"] = os.pathsep.join(
-    [str(FIXTURES), *filter(None, os.environ.get("BENCH_INCLUDE", "").split(os.pathsep))])
+    [str(FIXTURES), *filter(None, os.environ.get("BENCH_INCLUDE", "").split(os.pathsep))]
+)
 
 
 @pytest.fixture

@@ -65,8 +65,17 @@ def test_every_attack_config_is_a_target_partial_that_builds():
 
 
 def test_the_partial_hydra_builds_and_the_config_give_the_same_attack():
-    cfg = OmegaConf.create({"_target_": "bench.attacks.standard.pgd_linf", "_partial_": True, "name": "pgd_linf",
-                            "eps": [0.1], "steps": 3, "step_size": 0.5, "random_start": True})
+    cfg = OmegaConf.create(
+        {
+            "_target_": "bench.attacks.standard.pgd_linf",
+            "_partial_": True,
+            "name": "pgd_linf",
+            "eps": [0.1],
+            "steps": 3,
+            "step_size": 0.5,
+            "random_start": True,
+        }
+    )
     opts = {k: v for k, v in cfg.items() if k not in ("eps", "name")}
     partial = instantiate(opts)
     assert isinstance(partial, functools.partial)
@@ -88,7 +97,8 @@ def test_a_legacy_name_config_is_its_group_file_with_the_given_keys_on_top():
 def test_a_task_brings_its_own_attack_from_its_folder(tmp_path, monkeypatch):
     pkg = tmp_path / "mytask_attacks"
     pkg.mkdir()
-    (pkg / "__init__.py").write_text(textwrap.dedent('''
+    (pkg / "__init__.py").write_text(
+        textwrap.dedent('''
         import torch
         from bench.attacks.factory import attack
 
@@ -102,10 +112,12 @@ def test_a_task_brings_its_own_attack_from_its_folder(tmp_path, monkeypatch):
         @attack(norm="linf", iterative=False)
         def towards_zero(model, eps, scale=1.0):
             return TowardsZero(model, eps, scale)
-    '''))
+    ''')
+    )
     (tmp_path / "attack").mkdir()
     (tmp_path / "attack" / "towards_zero.yaml").write_text(
-        "_target_: mytask_attacks.towards_zero\n_partial_: true\nname: towards_zero\neps: [0.2]\nscale: 0.5\n")
+        "_target_: mytask_attacks.towards_zero\n_partial_: true\nname: towards_zero\neps: [0.2]\nscale: 0.5\n"
+    )
     monkeypatch.setenv("BENCH_INCLUDE", str(tmp_path))
     monkeypatch.syspath_prepend(str(tmp_path))
     cfg = compose(["task=neural_collapse", "attack=towards_zero"]).attack
@@ -117,8 +129,9 @@ def test_a_task_brings_its_own_attack_from_its_folder(tmp_path, monkeypatch):
         check_attack({**checked, "bogus": 1})
 
 
-@pytest.mark.parametrize("eps, shown", [("abc", "abc"), ([-0.1], "[-0.1]"), ([0.1, float("nan")], "[0.1,nan]"),
-                                        (True, "True")])
+@pytest.mark.parametrize(
+    "eps, shown", [("abc", "abc"), ([-0.1], "[-0.1]"), ([0.1, float("nan")], "[0.1,nan]"), (True, "True")]
+)
 def test_bad_eps_is_one_line_naming_key_value_and_what_is_allowed(eps, shown):
     with pytest.raises(BenchError) as e:
         validate_attack_config(OmegaConf.create({"name": "pgd_linf", "eps": eps}))
@@ -128,11 +141,13 @@ def test_bad_eps_is_one_line_naming_key_value_and_what_is_allowed(eps, shown):
 
 def test_bad_options_are_one_line_each():
     base = attack_config({"name": "pgd_linf"})
-    cases = {"steps": (0, "attack.steps=0 is not allowed: use an integer >= 1"),
-             "step_size": (-1, "attack.step_size=-1 is not allowed: use a positive number"),
-             "S_eval": (0, "attack.S_eval=0 is not a valid number of posterior samples: use a positive integer"),
-             "S_attack": (2.5, "attack.S_attack=2.5 is not a valid number of posterior samples"),
-             "_target_": ("no.such.factory", "attack._target_=no.such.factory cannot be imported")}
+    cases = {
+        "steps": (0, "attack.steps=0 is not allowed: use an integer >= 1"),
+        "step_size": (-1, "attack.step_size=-1 is not allowed: use a positive number"),
+        "S_eval": (0, "attack.S_eval=0 is not a valid number of posterior samples: use a positive integer"),
+        "S_attack": (2.5, "attack.S_attack=2.5 is not a valid number of posterior samples"),
+        "_target_": ("no.such.factory", "attack._target_=no.such.factory cannot be imported"),
+    }
     for k, (v, start) in cases.items():
         with pytest.raises(BenchError) as e:
             check_attack({**base, k: v})
@@ -157,8 +172,9 @@ def test_random_draws_are_keyed_by_example_not_by_batch():
     for cls in (PGD, PGDL2):
         atk = cls(net, eps=0.3, alpha=0.1, steps=3, seed=5)
         whole = atk(x, y, index=i)
-        halves = torch.cat([atk(x[perm[:13]], y[perm[:13]], index=i[perm[:13]]),
-                            atk(x[perm[13:]], y[perm[13:]], index=i[perm[13:]])])
+        halves = torch.cat(
+            [atk(x[perm[:13]], y[perm[:13]], index=i[perm[:13]]), atk(x[perm[13:]], y[perm[13:]], index=i[perm[13:]])]
+        )
         if cls is PGD:  # the sign of the gradient is exact; l2 steps divide by a norm: equal up to rounding
             assert torch.equal(whole[perm], halves)
         else:
@@ -166,8 +182,9 @@ def test_random_draws_are_keyed_by_example_not_by_batch():
         assert not torch.equal(whole, cls(net, eps=0.3, alpha=0.1, steps=3, seed=6)(x, y, index=i))
     for norm in ("linf", "l2"):
         a = random_noise(x, 0.2, norm, index=i, seed=1)
-        b = torch.cat([random_noise(x[:7], 0.2, norm, index=i[:7], seed=1),
-                       random_noise(x[7:], 0.2, norm, index=i[7:], seed=1)])
+        b = torch.cat(
+            [random_noise(x[:7], 0.2, norm, index=i[:7], seed=1), random_noise(x[7:], 0.2, norm, index=i[7:], seed=1)]
+        )
         assert torch.equal(a, b)
     u = per_example_uniform(torch.arange(4000), (16,), 0, "check")
     assert abs(u.mean().item() - 0.5) < 0.005 and abs(u.var().item() - 1 / 12) < 0.002

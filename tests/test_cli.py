@@ -16,7 +16,7 @@ def test_list_shows_every_task_with_its_paper():
     r = bench("list")
     assert r.returncode == 0
     for name, t in tasks().items():
-        line = next(l for l in r.stdout.splitlines() if l.startswith(name))
+        line = next(row for row in r.stdout.splitlines() if row.startswith(name))
         assert f"arXiv:{t.arxiv}" in line and t.version in line
 
 
@@ -42,8 +42,17 @@ def test_bad_input_gives_one_clear_line(args, needle, tmp_path):
 
 
 def test_missing_real_dataset_says_where_and_how(tmp_path):
-    r = bench("fit", "task=neural_collapse", "data=cifar10", "attack.eps=[0.03]", f"data.root={tmp_path}/nowhere", "logger=none",
-              f"results_dir={tmp_path}/res", f"work_dir={tmp_path}/runs", cwd=tmp_path)
+    r = bench(
+        "fit",
+        "task=neural_collapse",
+        "data=cifar10",
+        "attack.eps=[0.03]",
+        f"data.root={tmp_path}/nowhere",
+        "logger=none",
+        f"results_dir={tmp_path}/res",
+        f"work_dir={tmp_path}/runs",
+        cwd=tmp_path,
+    )
     assert r.returncode == 1
     assert f"{tmp_path}/nowhere/cifar-10-batches-py" in r.stderr and "data.download=true" in r.stderr
     assert "Traceback" not in r.stderr

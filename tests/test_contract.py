@@ -21,8 +21,13 @@ from bench.harness.spec import parse_task, run_label
 from bench.harness.stats import paired, summarize
 
 GOOD = {
-    "name": "toy", "version": "1", "description": "d", "arxiv": "1", "protocol": {"_target_": "a.b"},
-    "claims": "a.b:CLAIMS", "label": ["method"],
+    "name": "toy",
+    "version": "1",
+    "description": "d",
+    "arxiv": "1",
+    "protocol": {"_target_": "a.b"},
+    "claims": "a.b:CLAIMS",
+    "label": ["method"],
     "headline_metrics": [{"name": "test/acc", "display": "accuracy", "higher_is_better": True}],
     "verify": {"overrides": [], "runs": [["method=a"]], "seeds": [0, 1]},
 }
@@ -35,16 +40,19 @@ def test_a_valid_task_block_parses():
     assert spec.label == ("method",)
 
 
-@pytest.mark.parametrize("change, needle", [
-    ({"name": "other"}, "task.name is 'other' but the file is toy.yaml"),
-    ({"label": "${method}"}, "task.label must be a non-empty list of config keys"),
-    ({"headline_metrics": ["test/acc"]}, "task.headline_metrics[0] must be a mapping"),
-    ({"headline_metrics": [{"name": "test/acc"}]}, "higher_is_better must be true or false"),
-    ({"protocol": "a.b"}, "task.protocol must be a mapping with a _target_"),
-    ({"verify": {"seeds": ["zero"]}}, "task.verify.seeds must be a list of integers"),
-    ({"knob": 3}, "unknown task keys ['knob']"),
-    ({"version": None}, "task.version is missing"),
-])
+@pytest.mark.parametrize(
+    "change, needle",
+    [
+        ({"name": "other"}, "task.name is 'other' but the file is toy.yaml"),
+        ({"label": "${method}"}, "task.label must be a non-empty list of config keys"),
+        ({"headline_metrics": ["test/acc"]}, "task.headline_metrics[0] must be a mapping"),
+        ({"headline_metrics": [{"name": "test/acc"}]}, "higher_is_better must be true or false"),
+        ({"protocol": "a.b"}, "task.protocol must be a mapping with a _target_"),
+        ({"verify": {"seeds": ["zero"]}}, "task.verify.seeds must be a list of integers"),
+        ({"knob": 3}, "unknown task keys ['knob']"),
+        ({"version": None}, "task.version is missing"),
+    ],
+)
 def test_a_malformed_task_block_is_one_clear_error(change, needle):
     with pytest.raises(BenchError) as e:
         parse_task({**GOOD, **change}, "toy")
@@ -52,8 +60,12 @@ def test_a_malformed_task_block_is_one_clear_error(change, needle):
 
 
 def test_labels_are_readable_names():
-    cfg = {"task": {"label": ["method", "optimizer._target_", "gap.tau"], "label_text": None},
-           "method": "gap", "optimizer": {"_target_": "bench.optim.steepest.GD"}, "gap": {"tau": 0.0}}
+    cfg = {
+        "task": {"label": ["method", "optimizer._target_", "gap.tau"], "label_text": None},
+        "method": "gap",
+        "optimizer": {"_target_": "bench.optim.steepest.GD"},
+        "gap": {"tau": 0.0},
+    }
     assert run_label(cfg) == "gap/GD/tau=0"
     assert run_label({**cfg, "task": {**cfg["task"], "label_text": "gap_tau0"}}) == "gap_tau0"
 
@@ -69,13 +81,18 @@ def _bench(*args, cwd, env_include=None):
     env = {k: v for k, v in os.environ.items() if k != "BENCH_INCLUDE"}
     if env_include:
         env["BENCH_INCLUDE"] = env_include
-    return subprocess.run([sys.executable, "-m", "bench", *args], capture_output=True, text=True, cwd=cwd, env=env,
-                          timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "bench", *args], capture_output=True, text=True, cwd=cwd, env=env, timeout=300
+    )
 
 
 def test_bench_list_names_a_malformed_task_file_and_fails(tmp_path):
-    _write_task(tmp_path, "broken", "task:\n  name: broken\n  version: '1'\n  description: x\n  protocol: {_target_: a.b}\n"
-                "  label: [method]\n  headline_metrics: [test/acc]\n")
+    _write_task(
+        tmp_path,
+        "broken",
+        "task:\n  name: broken\n  version: '1'\n  description: x\n  protocol: {_target_: a.b}\n"
+        "  label: [method]\n  headline_metrics: [test/acc]\n",
+    )
     r = _bench("--include", str(tmp_path), "list", cwd=tmp_path)
     assert r.returncode == 1
     assert "broken.yaml: task.headline_metrics[0] must be a mapping" in r.stderr and "Traceback" not in r.stderr
@@ -85,16 +102,23 @@ def test_bench_list_names_a_malformed_task_file_and_fails(tmp_path):
 def test_a_user_task_in_its_own_folder_is_listed_and_runs(tmp_path):
     """A task defined outside the repository (``--include DIR``: its YAML and its Python package) runs like a
     built-in one."""
-    _write_task(tmp_path / "mine", "my_task", (Path(__file__).parent / "fixtures" / "task" / "fixture.yaml").read_text()
-                .replace("name: fixture", "name: my_task").replace("fixture_task.", "my_pkg."))
+    _write_task(
+        tmp_path / "mine",
+        "my_task",
+        (Path(__file__).parent / "fixtures" / "task" / "fixture.yaml")
+        .read_text()
+        .replace("name: fixture", "name: my_task")
+        .replace("fixture_task.", "my_pkg."),
+    )
     pkg = tmp_path / "mine" / "my_pkg"
     pkg.mkdir()
     for f in ("__init__.py", "module.py", "claims.py"):
         (pkg / f).write_text((Path(__file__).parent / "fixtures" / "fixture_task" / f).read_text())
     listed = _bench("--include", str(tmp_path / "mine"), "list", cwd=tmp_path)
-    assert listed.returncode == 0 and any(l.startswith("my_task ") for l in listed.stdout.splitlines())
-    r = _bench("--include", str(tmp_path / "mine"), "fit", "task=my_task", "logger=none", "trainer.max_epochs=1",
-               cwd=tmp_path)
+    assert listed.returncode == 0 and any(row.startswith("my_task ") for row in listed.stdout.splitlines())
+    r = _bench(
+        "--include", str(tmp_path / "mine"), "fit", "task=my_task", "logger=none", "trainer.max_epochs=1", cwd=tmp_path
+    )
     assert r.returncode == 0, r.stderr
     assert list((tmp_path / "results" / "my_task").glob("*.json"))
 
@@ -174,11 +198,18 @@ def test_epoch_snapshots_keep_chosen_epochs_and_travel_with_the_checkpoint(run_b
     from bench.models.mlp import MLP
 
     dm = GaussianMixtureDataModule(num_classes=2, dim=4, n_train=64, n_test=16, batch_size=16)
-    module = BenchModule(MLP(input_shape=[4], num_classes=2, hidden=[8]),
-                         optimizer=lambda params: torch.optim.SGD(params, lr=0.1))
+    module = BenchModule(
+        MLP(input_shape=[4], num_classes=2, hidden=[8]), optimizer=lambda params: torch.optim.SGD(params, lr=0.1)
+    )
     snaps = EpochSnapshots(epochs=[1, 3], include_start=True)
-    L.Trainer(max_epochs=3, callbacks=[snaps], logger=False, enable_checkpointing=False, enable_progress_bar=False,
-              enable_model_summary=False).fit(module, datamodule=dm)
+    L.Trainer(
+        max_epochs=3,
+        callbacks=[snaps],
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+    ).fit(module, datamodule=dm)
     assert sorted(snaps.states) == [0, 1, 3]
     final = module.state_dict()
     assert all(torch.equal(snaps.states[3][k], final[k]) for k in final)
@@ -189,16 +220,22 @@ def test_epoch_snapshots_keep_chosen_epochs_and_travel_with_the_checkpoint(run_b
 
 
 # -- verify rules (fixture claim lists with known outcomes) ------------------------------------------------------
-@pytest.mark.parametrize("claims, code", [("PASSING", 0), ("FAILING", 1), ("RAISING", 1), ("MISSING", 1),
-                                          ("MISSING_TREND", 0)])
+@pytest.mark.parametrize(
+    "claims, code", [("PASSING", 0), ("FAILING", 1), ("RAISING", 1), ("MISSING", 1), ("MISSING_TREND", 0)]
+)
 def test_verify_exit_code_follows_the_rules(tmp_path, monkeypatch, capsys, claims, code):
     """A failing trend claim does not gate; a failing claim, a check that raises, and a gating claim whose runs are
     missing from the plan all fail verify."""
     from bench.harness.verify import run_verify
 
     monkeypatch.chdir(tmp_path)
-    args = ["task=fixture", f"task.claims=fixture_task.claims:{claims}", "logger=none", "print_summary=false",
-            "trainer.max_epochs=1"]
+    args = [
+        "task=fixture",
+        f"task.claims=fixture_task.claims:{claims}",
+        "logger=none",
+        "print_summary=false",
+        "trainer.max_epochs=1",
+    ]
     assert run_verify(args) == code
     summary = json.loads((tmp_path / "results" / "fixture" / "verify" / "latest.json").read_text())
     assert summary["passed"] is (code == 0)
@@ -213,8 +250,13 @@ def test_verify_runs_the_report_hook_after_the_claims(tmp_path, monkeypatch):
     from bench.harness.verify import run_verify
 
     monkeypatch.chdir(tmp_path)
-    args = ["task=fixture", "+task.report=fixture_task.report:report", "logger=none", "print_summary=false",
-            "trainer.max_epochs=1"]
+    args = [
+        "task=fixture",
+        "+task.report=fixture_task.report:report",
+        "logger=none",
+        "print_summary=false",
+        "trainer.max_epochs=1",
+    ]
     run_verify(args)
     summary = json.loads((tmp_path / "results" / "fixture" / "verify" / "latest.json").read_text())
     table = Path(summary["artifacts"]["runs"])

@@ -44,7 +44,7 @@ def direct_hessian(net: nn.Module, x, y, scale: float = 1.0, temperature: float 
     def loss(t):
         ps, i = {}, 0
         for n, s in zip(names, shapes):
-            ps[n] = t[i:i + s.numel()].view(s)
+            ps[n] = t[i : i + s.numel()].view(s)
             i += s.numel()
         return F.cross_entropy(functional_call(net, {**ps, **dict(net.named_buffers())}, (x,)) / temperature, y)
 
@@ -68,12 +68,12 @@ def test_gauss_newton_part_equals_j_m_j_built_directly():
     net, (x, y) = small_net(), data()
     _, mats = loss_curvature(net, x, y, 3, mode="exact", return_matrices=True)
     flat = FlatLoss(net, x, y)
-    jac = jacrev(flat.logits)(flat.theta)                       # (N, K, P)
-    p = torch.softmax(flat.logits(flat.theta), dim=1)           # (N, K)
-    m = torch.diag_embed(p) - p[:, :, None] * p[:, None, :]     # (N, K, K)
+    jac = jacrev(flat.logits)(flat.theta)  # (N, K, P)
+    p = torch.softmax(flat.logits(flat.theta), dim=1)  # (N, K)
+    m = torch.diag_embed(p) - p[:, :, None] * p[:, None, :]  # (N, K, K)
     g = torch.einsum("nkp,nkl,nlq->pq", jac, m, jac) / len(y)
     assert torch.allclose(mats["G"], g, atol=1e-12, rtol=1e-10)
-    assert torch.linalg.eigvalsh(g).min() > -1e-12               # G is positive semi-definite
+    assert torch.linalg.eigvalsh(g).min() > -1e-12  # G is positive semi-definite
 
 
 def test_hessian_minus_gauss_newton_is_trace_free_for_bias_free_relu_but_not_for_tanh():
@@ -120,22 +120,22 @@ def test_scaling_weights_equals_softmax_temperature_to_1e_8(alpha):
     r = sparse_projection(sum(p.numel() for p in net.parameters()), 10, torch.Generator().manual_seed(5))
     for mode in ("exact", "subspace"):
         cw, mw = loss_curvature(net, x, y, 3, mode=mode, scale=alpha, projection=r, return_matrices=True)
-        ct, mt = loss_curvature(net, x, y, 3, mode=mode, temperature=alpha ** -L, projection=r, return_matrices=True)
+        ct, mt = loss_curvature(net, x, y, 3, mode=mode, temperature=alpha**-L, projection=r, return_matrices=True)
         assert abs(cw["positive_curvature"] - ct["positive_curvature"]) <= 1e-8
         ref = torch.linalg.matrix_norm(mt["H"])
         if ref > 0:
-            assert torch.linalg.matrix_norm(alpha ** 2 * mw["H"] - mt["H"]) <= 1e-8 * ref
+            assert torch.linalg.matrix_norm(alpha**2 * mw["H"] - mt["H"]) <= 1e-8 * ref
     # and against the independent Hessian: H_T(w0) = alpha^2 H(alpha w0)
-    h_alpha, h_temp = direct_hessian(net, x, y, scale=alpha), direct_hessian(net, x, y, temperature=alpha ** -L)
+    h_alpha, h_temp = direct_hessian(net, x, y, scale=alpha), direct_hessian(net, x, y, temperature=alpha**-L)
     if torch.linalg.matrix_norm(h_temp) > 0:
-        assert torch.linalg.matrix_norm(alpha ** 2 * h_alpha - h_temp) <= 1e-8 * torch.linalg.matrix_norm(h_temp)
+        assert torch.linalg.matrix_norm(alpha**2 * h_alpha - h_temp) <= 1e-8 * torch.linalg.matrix_norm(h_temp)
 
 
 def test_identity_fails_for_a_net_with_biases():
     """A negative control: with biases the logits are not homogeneous and the two sweeps differ."""
     net, (x, y) = small_net(bias=True), data()
     cw, mw = loss_curvature(net, x, y, 3, mode="exact", scale=3.0, return_matrices=True)
-    ct, mt = loss_curvature(net, x, y, 3, mode="exact", temperature=3.0 ** -3, return_matrices=True)
+    ct, mt = loss_curvature(net, x, y, 3, mode="exact", temperature=3.0**-3, return_matrices=True)
     assert torch.linalg.matrix_norm(9 * mw["H"] - mt["H"]) > 1e-3 * torch.linalg.matrix_norm(mt["H"])
 
 

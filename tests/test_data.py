@@ -17,8 +17,11 @@ def write_fake_cifar10(root, n_per_batch=6, seed=0):
     base = root / "cifar-10-batches-py"
     base.mkdir(parents=True)
     for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
-        entry = {b"data": rng.integers(0, 256, size=(n_per_batch, 3072), dtype=np.uint8),
-                 b"labels": list(rng.integers(0, 10, size=n_per_batch)), b"batch_label": name.encode()}
+        entry = {
+            b"data": rng.integers(0, 256, size=(n_per_batch, 3072), dtype=np.uint8),
+            b"labels": list(rng.integers(0, 10, size=n_per_batch)),
+            b"batch_label": name.encode(),
+        }
         with open(base / name, "wb") as f:
             pickle.dump(entry, f)
     return base

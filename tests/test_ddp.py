@@ -9,9 +9,22 @@ import pytest
 
 
 def fit(tmp_path, *overrides):
-    args = [sys.executable, "-m", "bench", "fit", "task=neural_collapse", "profile=smoke", "attack=none", "logger=none",
-            "data.eval_batch_size=50", "callbacks.neural_collapse.max_train_samples=null", "print_summary=false",
-            f"results_dir={tmp_path}/results", f"work_dir={tmp_path}/runs", *overrides]
+    args = [
+        sys.executable,
+        "-m",
+        "bench",
+        "fit",
+        "task=neural_collapse",
+        "profile=smoke",
+        "attack=none",
+        "logger=none",
+        "data.eval_batch_size=50",
+        "callbacks.neural_collapse.max_train_samples=null",
+        "print_summary=false",
+        f"results_dir={tmp_path}/results",
+        f"work_dir={tmp_path}/runs",
+        *overrides,
+    ]
     r = subprocess.run(args, capture_output=True, text=True, cwd=tmp_path, timeout=600)
     assert r.returncode == 0, r.stderr[-3000:]
 

@@ -48,5 +48,11 @@ def test_eval_shards_are_disjoint_and_complete():
 
 def test_train_shards_are_padded_to_equal_length():
     n, world = 11, 3
-    lens = [sum(len(b["y"]) for b in InMemoryLoader(tensors(n), batch_size=2, shuffle=True, rank=r, world_size=world, pad=True)) for r in range(world)]
+    lens = [
+        sum(
+            len(b["y"])
+            for b in InMemoryLoader(tensors(n), batch_size=2, shuffle=True, rank=r, world_size=world, pad=True)
+        )
+        for r in range(world)
+    ]
     assert lens == [4, 4, 4]

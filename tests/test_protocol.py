@@ -30,15 +30,25 @@ def test_cached_stage_is_reused_and_a_hit_equals_a_fresh_run(run_bench, tmp_path
     second = run_bench(TWO_STAGES + ["seed=1"])
     assert len(_cache_entries(tmp_path)) == 1
     assert not (tmp_path / "runs" / "fixture" / second["run_id"] / "stages" / "first").exists()
-    assert {k: v for k, v in second["metrics"].items() if k.startswith("first/")} == \
-        {k: v for k, v in first["metrics"].items() if k.startswith("first/")}
+    assert {k: v for k, v in second["metrics"].items() if k.startswith("first/")} == {
+        k: v for k, v in first["metrics"].items() if k.startswith("first/")
+    }
     # a run that trains the stage afresh (empty cache) gets exactly the numbers of the run that reused it
     fresh = run_bench(TWO_STAGES + ["seed=1", f"work_dir={tmp_path / 'fresh'}"])
     assert fresh["metrics"] == second["metrics"]
 
 
-@pytest.mark.parametrize("changed", [["num_threads=2"], ["trainer.precision=64-true"], ["trainer.max_epochs=2"],
-                                     ["data.n_train=200"], ["optimizer.lr=0.01"], ["fixture.first_seed=1"]])
+@pytest.mark.parametrize(
+    "changed",
+    [
+        ["num_threads=2"],
+        ["trainer.precision=64-true"],
+        ["trainer.max_epochs=2"],
+        ["data.n_train=200"],
+        ["optimizer.lr=0.01"],
+        ["fixture.first_seed=1"],
+    ],
+)
 def test_every_setting_that_changes_the_stage_misses_the_cache(run_bench, tmp_path, changed):
     run_bench(TWO_STAGES)
     run_bench(TWO_STAGES + changed)

@@ -9,9 +9,26 @@ from bench.harness.record import FIELDS, config_hash, load_records, validate, wr
 
 def make(**kw):
     rec = {f: None for f in FIELDS}
-    rec.update(schema_version=1, task="t", task_version="1", run_id="r", label="m", profile="default", seed=0,
-               config={}, config_hash="h", group_hash="g", headline_metrics=["test/acc"], metrics={"test/acc": 0.5},
-               validity={}, claims=[], artifacts={}, package_versions={}, created_at="now", duration_s=1.0)
+    rec.update(
+        schema_version=1,
+        task="t",
+        task_version="1",
+        run_id="r",
+        label="m",
+        profile="default",
+        seed=0,
+        config={},
+        config_hash="h",
+        group_hash="g",
+        headline_metrics=["test/acc"],
+        metrics={"test/acc": 0.5},
+        validity={},
+        claims=[],
+        artifacts={},
+        package_versions={},
+        created_at="now",
+        duration_s=1.0,
+    )
     rec.update(kw)
     return rec
 
@@ -41,7 +58,25 @@ def test_load_records_skips_broken_files(tmp_path):
 
 
 def test_config_hash_ignores_output_locations_but_not_hyperparameters():
-    a = {"seed": 0, "results_dir": "x", "work_dir": "y", "optimizer": {"lr": 0.1}, "trainer": {"enable_progress_bar": True}}
-    b = {"seed": 0, "results_dir": "z", "work_dir": "w", "optimizer": {"lr": 0.1}, "trainer": {"enable_progress_bar": False}}
-    c = {"seed": 0, "results_dir": "x", "work_dir": "y", "optimizer": {"lr": 0.2}, "trainer": {"enable_progress_bar": True}}
+    a = {
+        "seed": 0,
+        "results_dir": "x",
+        "work_dir": "y",
+        "optimizer": {"lr": 0.1},
+        "trainer": {"enable_progress_bar": True},
+    }
+    b = {
+        "seed": 0,
+        "results_dir": "z",
+        "work_dir": "w",
+        "optimizer": {"lr": 0.1},
+        "trainer": {"enable_progress_bar": False},
+    }
+    c = {
+        "seed": 0,
+        "results_dir": "x",
+        "work_dir": "y",
+        "optimizer": {"lr": 0.2},
+        "trainer": {"enable_progress_bar": True},
+    }
     assert config_hash(a) == config_hash(b) != config_hash(c)

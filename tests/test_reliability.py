@@ -31,8 +31,9 @@ def fit(overrides, base: Path, run_id: str | None = None):
 
 def cli(args, cwd, timeout=600):
     env = dict(os.environ, PYTHONPATH=f"{ROOT / 'tests'}:{ROOT}", OMP_NUM_THREADS="1", WANDB_MODE="offline")
-    return subprocess.run([sys.executable, "-m", "bench", *args], capture_output=True, text=True, cwd=cwd,
-                          timeout=timeout, env=env)
+    return subprocess.run(
+        [sys.executable, "-m", "bench", *args], capture_output=True, text=True, cwd=cwd, timeout=timeout, env=env
+    )
 
 
 def interrupted_then_resumed(overrides, tmp_path, epoch=2, stage=None):
@@ -89,8 +90,16 @@ def test_validation_selection_keeps_its_best_epoch_across_a_checkpoint():
 @pytest.mark.parametrize("kind,code", [("interrupt", 130), ("sigterm", 143)])
 def test_signal_prints_the_resume_line_and_exits_non_zero(kind, code, tmp_path):
     target = "InterruptAtEpoch" if kind == "interrupt" else "SigtermAtEpoch"
-    args = ["fit", *FAST_NC, "method=st", "logger=none", f"results_dir={tmp_path}/results", f"work_dir={tmp_path}/runs",
-            f"+callbacks.stop._target_=interrupt_helper.{target}", "+callbacks.stop.epoch=1"]
+    args = [
+        "fit",
+        *FAST_NC,
+        "method=st",
+        "logger=none",
+        f"results_dir={tmp_path}/results",
+        f"work_dir={tmp_path}/runs",
+        f"+callbacks.stop._target_=interrupt_helper.{target}",
+        "+callbacks.stop.epoch=1",
+    ]
     r = cli(args, tmp_path)
     assert r.returncode == code, r.stderr[-2000:]
     errors = [line for line in r.stderr.splitlines() if line.startswith("error:")]
@@ -126,8 +135,17 @@ def test_named_checkpoint_is_honoured_and_kept(tmp_path):
 # -- 5. any 32/64-bit seed works; seeds reach the numbers -----------------------------------------------------------
 @pytest.mark.parametrize("seed", [0, 2**31 - 1, 2**63 - 1, 20240101])
 def test_any_integer_seed_runs(seed, tmp_path):
-    rec = fit(["task=neural_collapse", "profile=smoke", "attack=none", "callbacks.neural_collapse=null",
-               "trainer.max_epochs=1", f"seed={seed}"], tmp_path)
+    rec = fit(
+        [
+            "task=neural_collapse",
+            "profile=smoke",
+            "attack=none",
+            "callbacks.neural_collapse=null",
+            "trainer.max_epochs=1",
+            f"seed={seed}",
+        ],
+        tmp_path,
+    )
     assert rec["seed"] == seed and rec["metrics"]["test/acc"] is not None
 
 
@@ -145,8 +163,15 @@ def test_unwritable_results_dir_is_found_before_training(tmp_path):
     from bench.harness.config import compose
     from bench.harness.run import run_fit
 
-    cfg = compose(["task=neural_collapse", "profile=smoke", "logger=none", f"results_dir={blocker / 'sub'}",
-                   f"work_dir={tmp_path / 'runs'}"])
+    cfg = compose(
+        [
+            "task=neural_collapse",
+            "profile=smoke",
+            "logger=none",
+            f"results_dir={blocker / 'sub'}",
+            f"work_dir={tmp_path / 'runs'}",
+        ]
+    )
     with pytest.raises(BenchError, match="results_dir=.* is not writable"):
         run_fit(cfg)
     assert not (tmp_path / "runs").exists(), "nothing may run before the check"
@@ -160,19 +185,30 @@ def test_a_record_that_cannot_be_written_at_the_end_says_how_to_reuse_the_stages
 
     monkeypatch.setattr(run, "write_record", full_disk)
     with pytest.raises(BenchError, match="ckpt_path=last and a writable results_dir"):
-        fit(["task=neural_collapse", "profile=smoke", "attack=none", "callbacks.neural_collapse=null",
-             "trainer.max_epochs=1"], tmp_path)
+        fit(
+            [
+                "task=neural_collapse",
+                "profile=smoke",
+                "attack=none",
+                "callbacks.neural_collapse=null",
+                "trainer.max_epochs=1",
+            ],
+            tmp_path,
+        )
 
 
 # -- 11. values checked before training, one line each -----------------------------------------------------------
-@pytest.mark.parametrize("override,needle", [
-    ("seed=foo", "seed='foo' is not allowed: seed must be an integer"),
-    ("optimizer.lr=abc", "optimizer.lr='abc' is not allowed: optimizer.lr must be a positive number"),
-    ("trainer.max_epochs=abc", "trainer.max_epochs='abc' is not allowed"),
-    ("data.batch_size=0", "data.batch_size=0 is not allowed: data.batch_size must be an integer >= 1"),
-    ("attack.eps=[-0.1]", "attack.eps=[-0.1] is not allowed"),
-    ("attack.eps=abc", "attack.eps=abc is not allowed"),
-])
+@pytest.mark.parametrize(
+    "override,needle",
+    [
+        ("seed=foo", "seed='foo' is not allowed: seed must be an integer"),
+        ("optimizer.lr=abc", "optimizer.lr='abc' is not allowed: optimizer.lr must be a positive number"),
+        ("trainer.max_epochs=abc", "trainer.max_epochs='abc' is not allowed"),
+        ("data.batch_size=0", "data.batch_size=0 is not allowed: data.batch_size must be an integer >= 1"),
+        ("attack.eps=[-0.1]", "attack.eps=[-0.1] is not allowed"),
+        ("attack.eps=abc", "attack.eps=abc is not allowed"),
+    ],
+)
 def test_bad_values_fail_before_training_with_one_line(override, needle, tmp_path):
     with pytest.raises(BenchError) as e:
         fit(["task=neural_collapse", "profile=smoke", override], tmp_path)
@@ -180,10 +216,13 @@ def test_bad_values_fail_before_training_with_one_line(override, needle, tmp_pat
     assert not (tmp_path / "runs").exists()
 
 
-@pytest.mark.parametrize("override,needle", [
-    ("trainer.max_epoch=3", "unknown config key `trainer.max_epoch`: did you mean `max_epochs`?"),
-    ("data=null", "data=null: the task needs a data config; choose one of: "),
-])
+@pytest.mark.parametrize(
+    "override,needle",
+    [
+        ("trainer.max_epoch=3", "unknown config key `trainer.max_epoch`: did you mean `max_epochs`?"),
+        ("data=null", "data=null: the task needs a data config; choose one of: "),
+    ],
+)
 def test_composition_errors_are_one_line(override, needle):
     from bench.harness.validation import check_composition
 
@@ -266,9 +305,14 @@ def test_hostile_results_folder_is_skipped_file_by_file_with_reasons(tmp_path, c
 
     write_record(make(run_id="good"), tmp_path / "t" / "good.json")
     bad = {
-        "top42.json": "42", "label.json": json.dumps(make(label=None)), "metrics.json": json.dumps(make(metrics=[1])),
-        "head.json": json.dumps(make(headline_metrics=None)), "validity.json": json.dumps(make(validity=[1])),
-        "trunc.json": json.dumps(make())[:40], "empty.json": "", "foreign.json": json.dumps({"hello": "world"}),
+        "top42.json": "42",
+        "label.json": json.dumps(make(label=None)),
+        "metrics.json": json.dumps(make(metrics=[1])),
+        "head.json": json.dumps(make(headline_metrics=None)),
+        "validity.json": json.dumps(make(validity=[1])),
+        "trunc.json": json.dumps(make())[:40],
+        "empty.json": "",
+        "foreign.json": json.dumps({"hello": "world"}),
         "escape.json": json.dumps(make(task="../pwned")),
     }
     for name, text in bad.items():
@@ -290,8 +334,14 @@ def test_verify_reruns_a_truncated_record_and_names_it(tmp_path, monkeypatch, ca
     from bench.harness.config import compose
     from bench.harness.run import run_identity
 
-    ov = ["task=neural_collapse", "profile=smoke", f"results_dir={tmp_path}/results", f"work_dir={tmp_path}/runs",
-          "logger=none", "print_summary=false"]
+    ov = [
+        "task=neural_collapse",
+        "profile=smoke",
+        f"results_dir={tmp_path}/results",
+        f"work_dir={tmp_path}/runs",
+        "logger=none",
+        "print_summary=false",
+    ]
     plan = verify.verify_plan(ov)
     cfg = compose(plan[0])
     path = tmp_path / "results" / "neural_collapse" / f"{run_identity(cfg)[0]}.json"
@@ -325,9 +375,22 @@ def test_a_second_identical_run_refuses_while_the_first_holds_the_folder(tmp_pat
 
 
 def test_multirun_goes_on_after_a_failing_job_and_counts_it(tmp_path):
-    r = cli(["fit", "-m", "task=neural_collapse", "profile=smoke", "attack=none", "logger=none",
-             "callbacks.neural_collapse=null", "trainer.max_epochs=1", "optimizer.lr=1e30,0.1",
-             f"results_dir={tmp_path}/results", f"work_dir={tmp_path}/runs"], tmp_path)
+    r = cli(
+        [
+            "fit",
+            "-m",
+            "task=neural_collapse",
+            "profile=smoke",
+            "attack=none",
+            "logger=none",
+            "callbacks.neural_collapse=null",
+            "trainer.max_epochs=1",
+            "optimizer.lr=1e30,0.1",
+            f"results_dir={tmp_path}/results",
+            f"work_dir={tmp_path}/runs",
+        ],
+        tmp_path,
+    )
     assert r.returncode == 1, r.stderr[-2000:]
     assert "1 of 2 runs failed" in r.stderr and "non-finite training loss" in r.stderr
     recs = [json.loads(p.read_text()) for p in (tmp_path / "results" / "neural_collapse").glob("*.json")]
@@ -353,8 +416,12 @@ def test_exact_metric_sync_warnings_are_silenced_but_not_the_training_loss():
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             quiet_lightning()
-            warnings.warn(f"It is recommended to use `self.log({name!r}, ..., sync_dist=True)` when logging on epoch "
-                          "level in distributed setting to accumulate the metric across devices.", UserWarning)
+            warnings.warn(
+                f"It is recommended to use `self.log({name!r}, ..., sync_dist=True)` when logging on epoch "
+                "level in distributed setting to accumulate the metric across devices.",
+                UserWarning,
+                stacklevel=1,
+            )
         return len(caught)
 
     assert emitted("test/acc") == 0 and emitted("nc/clean/nc1") == 0

@@ -15,8 +15,14 @@ from bench.data.gaussians import GaussianMixtureDataModule
 from bench.harness.errors import BenchError
 from bench.harness.module import BenchModule
 
-PGD = {"name": "pgd_linf", "eps": [0.0, 0.05, 0.3], "steps": 10, "step_size": 0.25, "random_start": True,
-       "validity": {"enabled": True, "steps_multiplier": 2, "tolerance": 0.01}}
+PGD = {
+    "name": "pgd_linf",
+    "eps": [0.0, 0.05, 0.3],
+    "steps": 10,
+    "step_size": 0.25,
+    "random_start": True,
+    "validity": {"enabled": True, "steps_multiplier": 2, "tolerance": 0.01},
+}
 
 
 class ReversedGradient(torch.autograd.Function):
@@ -55,8 +61,15 @@ def trained_linear(dm) -> nn.Module:
 
 def evaluate(net, dm, attack=PGD):
     cb = RobustAccuracyCallback(attack)
-    trainer = L.Trainer(accelerator="cpu", logger=False, callbacks=[cb], enable_progress_bar=False,
-                        enable_model_summary=False, inference_mode=False, enable_checkpointing=False)
+    trainer = L.Trainer(
+        accelerator="cpu",
+        logger=False,
+        callbacks=[cb],
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        inference_mode=False,
+        enable_checkpointing=False,
+    )
     trainer.test(BenchModule(net), datamodule=dm, verbose=False)
     return {k: float(v) for k, v in trainer.callback_metrics.items()}, cb.validity
 
@@ -205,9 +218,23 @@ def test_the_robust_callback_leaves_the_global_random_stream_alone(dm):
 
 
 def _fit(tmp_path, *overrides):
-    args = [sys.executable, "-m", "bench", "fit", "task=neural_collapse", "profile=smoke", "attack=pgd_linf",
-            "attack.eps=[0.1,0.2]", "callbacks.neural_collapse=null", "logger=none", "data.eval_batch_size=50",
-            "print_summary=false", f"results_dir={tmp_path}/results", f"work_dir={tmp_path}/runs", *overrides]
+    args = [
+        sys.executable,
+        "-m",
+        "bench",
+        "fit",
+        "task=neural_collapse",
+        "profile=smoke",
+        "attack=pgd_linf",
+        "attack.eps=[0.1,0.2]",
+        "callbacks.neural_collapse=null",
+        "logger=none",
+        "data.eval_batch_size=50",
+        "print_summary=false",
+        f"results_dir={tmp_path}/results",
+        f"work_dir={tmp_path}/runs",
+        *overrides,
+    ]
     r = subprocess.run(args, check=False, capture_output=True, text=True, cwd=tmp_path, timeout=600)
     assert r.returncode == 0, r.stderr[-3000:]
 

@@ -80,7 +80,7 @@ def test_batched_line_search_takes_a_step_per_problem():
         return loss
 
     opt.step(closure)
-    assert float(w[0]) == pytest.approx(0.0)          # t = 1 accepted: the exact minimiser
-    assert abs(float(w[1])) < 3.0                     # t halved until the loss went down
+    assert float(w[0]) == pytest.approx(0.0)  # t = 1 accepted: the exact minimiser
+    assert abs(float(w[1])) < 3.0  # t halved until the loss went down
     with pytest.raises(ValueError, match="closure"):
         opt.step()

@@ -14,10 +14,22 @@ from bench.harness.errors import BenchError
 from bench.harness.module import BenchModule
 from bench.models.stochastic import PredictiveMean, dropout_active, find_stochastic, log_predictive_mean
 
-PGD = {"name": "pgd_linf", "eps": [0.0, 0.3], "steps": 10, "step_size": 0.25, "random_start": True,
-       "S_attack": 10, "S_eval": 50,
-       "validity": {"enabled": True, "steps_multiplier": 2, "samples_multiplier": 2, "tolerance": 0.01,
-                    "stochastic_tolerance": 0.02}}
+PGD = {
+    "name": "pgd_linf",
+    "eps": [0.0, 0.3],
+    "steps": 10,
+    "step_size": 0.25,
+    "random_start": True,
+    "S_attack": 10,
+    "S_eval": 50,
+    "validity": {
+        "enabled": True,
+        "steps_multiplier": 2,
+        "samples_multiplier": 2,
+        "tolerance": 0.01,
+        "stochastic_tolerance": 0.02,
+    },
+}
 
 
 class Members(nn.Module):
@@ -57,8 +69,9 @@ class MCDropout(nn.Module):
 
     def __init__(self, d: int, c: int, p: float = 0.3):
         super().__init__()
-        self.net = nn.Sequential(nn.Linear(d, 64), nn.ReLU(), nn.Dropout(p), nn.Linear(64, 64), nn.ReLU(),
-                                 nn.Dropout(p), nn.Linear(64, c))
+        self.net = nn.Sequential(
+            nn.Linear(d, 64), nn.ReLU(), nn.Dropout(p), nn.Linear(64, 64), nn.ReLU(), nn.Dropout(p), nn.Linear(64, c)
+        )
 
     def forward(self, x):
         return self.net(x)
@@ -117,8 +130,15 @@ def mc_dropout(dm):
 
 def evaluate(net, dm, attack=PGD, seed=0):
     cb = RobustAccuracyCallback(attack, seed=seed)
-    trainer = L.Trainer(accelerator="cpu", logger=False, callbacks=[cb], enable_progress_bar=False,
-                        enable_model_summary=False, inference_mode=False, enable_checkpointing=False)
+    trainer = L.Trainer(
+        accelerator="cpu",
+        logger=False,
+        callbacks=[cb],
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        inference_mode=False,
+        enable_checkpointing=False,
+    )
     trainer.test(BenchModule(net), datamodule=dm, verbose=False)
     return {k: float(v) for k, v in trainer.callback_metrics.items()}, cb.validity
 
@@ -137,8 +157,16 @@ def test_stochastic_validity_passes_on_mc_dropout(mc_dropout, dm):
     flags = v["test/robust_acc@eps=0.3"]
     assert flags["stochastic"] is True and flags["S_attack"] == 10 and flags["S_eval"] == 50
     assert flags["reliable"] is True, flags
-    assert all(flags[k] is True for k in ("eps0_equals_clean", "robust_le_clean", "beats_noise",
-                                           "more_steps_not_weaker", "more_samples_not_weaker"))
+    assert all(
+        flags[k] is True
+        for k in (
+            "eps0_equals_clean",
+            "robust_le_clean",
+            "beats_noise",
+            "more_steps_not_weaker",
+            "more_samples_not_weaker",
+        )
+    )
     # the evaluation draws are fixed per batch: eps = 0 reproduces the clean predictive mean exactly
     assert v["test/robust_acc@eps=0"]["eps0_mismatch"] == 0.0
     assert m["test/robust_acc@eps=0"] == pytest.approx(m["test/predictive_acc"])
@@ -177,5 +205,6 @@ def test_a_deterministic_model_keeps_the_exact_checks(dm):
 def test_bad_sample_counts_are_one_line(key, value):
     with pytest.raises(BenchError) as e:
         RobustAccuracyCallback({**PGD, key: value})
-    assert str(e.value).startswith(f"attack.{key}={value!r} is not a valid number of posterior samples: use a "
-                                   f"positive integer") and "\n" not in str(e.value)
+    assert str(e.value).startswith(
+        f"attack.{key}={value!r} is not a valid number of posterior samples: use a positive integer"
+    ) and "\n" not in str(e.value)

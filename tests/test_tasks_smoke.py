@@ -98,21 +98,42 @@ def test_interrupted_run_leaves_no_record_and_resumes(run_bench, tmp_path):
     base = ["task=neural_collapse", "profile=smoke", "attack=none", "trainer.max_epochs=3"]
     tests = Path(__file__).resolve().parent
     env = dict(os.environ, PYTHONPATH=f"{tests}:{tests.parent}")
-    args = [*base, "logger=none", f"results_dir={tmp_path / 'results'}", f"work_dir={tmp_path / 'runs'}",
-            "+callbacks.interrupt._target_=interrupt_helper.InterruptAtEpoch", "+callbacks.interrupt.epoch=2"]
-    r = subprocess.run([sys.executable, "-m", "bench", "fit", *args], capture_output=True, text=True, cwd=tmp_path,
-                       env=env, timeout=600)
+    args = [
+        *base,
+        "logger=none",
+        f"results_dir={tmp_path / 'results'}",
+        f"work_dir={tmp_path / 'runs'}",
+        "+callbacks.interrupt._target_=interrupt_helper.InterruptAtEpoch",
+        "+callbacks.interrupt.epoch=2",
+    ]
+    r = subprocess.run(
+        [sys.executable, "-m", "bench", "fit", *args],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env=env,
+        timeout=600,
+    )
     assert r.returncode == 130, r.stderr[-2000:]
-    assert ("error: the run was interrupted (Ctrl+C); no result record was written. Continue it with the same command "
-            "plus ckpt_path=last.") in r.stderr.splitlines(), r.stderr[-2000:]
+    assert (
+        "error: the run was interrupted (Ctrl+C); no result record was written. Continue it with the same command "
+        "plus ckpt_path=last."
+    ) in r.stderr.splitlines(), r.stderr[-2000:]
     assert not list((tmp_path / "results").rglob("*.json"))
     (ckpt,) = (tmp_path / "runs" / "neural_collapse").glob("*/stages/main/last.ckpt")
     import torch
 
     assert torch.load(ckpt, weights_only=False)["epoch"] == 1  # epochs 0 and 1 done
     run_id = ckpt.parents[2].name  # the test's interrupting callback changes the config: name the run
-    rec = run_bench(base + ["+callbacks.interrupt._target_=interrupt_helper.InterruptAtEpoch", "+callbacks.interrupt.epoch=99",
-                            "ckpt_path=last", f"run_id={run_id}"])
+    rec = run_bench(
+        base
+        + [
+            "+callbacks.interrupt._target_=interrupt_helper.InterruptAtEpoch",
+            "+callbacks.interrupt.epoch=99",
+            "ckpt_path=last",
+            f"run_id={run_id}",
+        ]
+    )
     assert torch.load(ckpt, weights_only=False)["epoch"] == 2 and rec["metrics"]["test/acc"] is not None
 
 
@@ -126,8 +147,17 @@ def test_neural_collapse_on_cifar_files_with_a_cnn(run_bench, tmp_path):
     from test_data import write_fake_cifar10
 
     write_fake_cifar10(tmp_path / "cifar", n_per_batch=8)
-    rec = run_bench(["task=neural_collapse", "profile=smoke", "data=cifar10", f"data.root={tmp_path / 'cifar'}",
-                     "model=small_cnn", "model.channels=[8,16]", "attack.eps=[0.03]"])
+    rec = run_bench(
+        [
+            "task=neural_collapse",
+            "profile=smoke",
+            "data=cifar10",
+            f"data.root={tmp_path / 'cifar'}",
+            "model=small_cnn",
+            "model.channels=[8,16]",
+            "attack.eps=[0.03]",
+        ]
+    )
     assert rec["metrics"]["test/class_count/0"] is not None
     assert sum(v for k, v in rec["metrics"].items() if k.startswith("test/class_count/")) == 8
 
@@ -136,9 +166,27 @@ def test_multirun_writes_one_record_per_run(tmp_path):
     import subprocess
     import sys
 
-    r = subprocess.run([sys.executable, "-m", "bench", "fit", "-m", "task=neural_collapse", "profile=smoke", "attack=none",
-                        "logger=none", "seed=0,1", "callbacks.neural_collapse=null", f"results_dir={tmp_path}/results",
-                        f"work_dir={tmp_path}/runs"], capture_output=True, text=True, cwd=tmp_path, timeout=600)
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "bench",
+            "fit",
+            "-m",
+            "task=neural_collapse",
+            "profile=smoke",
+            "attack=none",
+            "logger=none",
+            "seed=0,1",
+            "callbacks.neural_collapse=null",
+            f"results_dir={tmp_path}/results",
+            f"work_dir={tmp_path}/runs",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=600,
+    )
     assert r.returncode == 0, r.stderr[-2000:]
     recs = [json.loads(p.read_text()) for p in (tmp_path / "results" / "neural_collapse").glob("*.json")]
     assert sorted(r["seed"] for r in recs) == [0, 1]

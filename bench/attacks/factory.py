@@ -109,8 +109,10 @@ def eps_list(eps: Any, key: str = "attack.eps") -> list[float]:
     out = []
     for v in values:
         if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0:
-            raise BenchError(f"{key}={_show(eps)} is not allowed: radii must be non-negative numbers, one or a list "
-                             f"(e.g. {key}=0.1 or {key}=[0.1,0.2])")
+            raise BenchError(
+                f"{key}={_show(eps)} is not allowed: radii must be non-negative numbers, one or a list "
+                f"(e.g. {key}=0.1 or {key}=[0.1,0.2])"
+            )
         out.append(float(v))
     return out
 
@@ -132,8 +134,10 @@ def factory_of(cfg: Any) -> Callable:
     try:
         fn = get_object(str(target))
     except Exception as e:  # noqa: BLE001 - Hydra raises ImportError or its own errors; the line says which target
-        raise BenchError(f"attack._target_={target} cannot be imported ({type(e).__name__}); point it at an attack "
-                         f"factory, e.g. bench.attacks.standard.pgd_linf") from None
+        raise BenchError(
+            f"attack._target_={target} cannot be imported ({type(e).__name__}); point it at an attack "
+            f"factory, e.g. bench.attacks.standard.pgd_linf"
+        ) from None
     if not callable(fn):
         raise BenchError(f"attack._target_={target} is not callable; point it at an attack factory")
     return fn
@@ -173,8 +177,10 @@ def attack_norm(cfg: Mapping[str, Any]) -> str:
         norm = p.default if p is not None and p.default is not inspect.Parameter.empty else None
     norm = {"Linf": "linf", "L2": "l2"}.get(norm, norm)
     if norm not in NORMS:
-        raise BenchError(f"attack {attack_name(c)}: its norm is unknown ({norm!r}); declare it with "
-                         f"@bench.attacks.factory.attack(norm=...) or set attack.norm to one of {', '.join(NORMS)}")
+        raise BenchError(
+            f"attack {attack_name(c)}: its norm is unknown ({norm!r}); declare it with "
+            f"@bench.attacks.factory.attack(norm=...) or set attack.norm to one of {', '.join(NORMS)}"
+        )
     return str(norm)
 
 
@@ -190,13 +196,22 @@ def eot_samples(cfg: Any) -> tuple[int, int]:
     from bench.models.stochastic import check_num_samples
 
     c = attack_config(cfg)
-    return (check_num_samples(c.get("S_attack", DEFAULT_S_ATTACK), "attack.S_attack"),
-            check_num_samples(c.get("S_eval", DEFAULT_S_EVAL), "attack.S_eval"))
+    return (
+        check_num_samples(c.get("S_attack", DEFAULT_S_ATTACK), "attack.S_attack"),
+        check_num_samples(c.get("S_eval", DEFAULT_S_EVAL), "attack.S_eval"),
+    )
 
 
 # -- building ----------------------------------------------------------------------------------------------
-def build_attack(cfg: Mapping[str, Any], model: nn.Module, eps: float, steps: int | None = None,
-                 num_classes: int = 10, seed: int = 0, samples: int | None = None):
+def build_attack(
+    cfg: Mapping[str, Any],
+    model: nn.Module,
+    eps: float,
+    steps: int | None = None,
+    num_classes: int = 10,
+    seed: int = 0,
+    samples: int | None = None,
+):
     """The config's attack on ``model`` at radius ``eps`` (``steps`` overrides the config's for iterative attacks).
 
     A stochastic ``model`` (or a LightningModule whose ``net`` is one) is attacked through its predictive mean over
@@ -255,8 +270,10 @@ def check_attack(cfg: Any, key: str = "attack") -> dict[str, Any]:
     if "step_size" in c:
         v = c["step_size"]
         if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v <= 0:
-            raise BenchError(f"{key}.step_size={_show(v)} is not allowed: use a positive number (the step as a "
-                             f"fraction of eps, e.g. 0.25)")
+            raise BenchError(
+                f"{key}.step_size={_show(v)} is not allowed: use a positive number (the step as a "
+                f"fraction of eps, e.g. 0.25)"
+            )
     if "random_start" in c and not isinstance(c["random_start"], bool):
         raise BenchError(f"{key}.random_start={_show(c['random_start'])} is not allowed: use true or false")
     if "norm" in c and {"Linf": "linf", "L2": "l2"}.get(c["norm"], c["norm"]) not in NORMS:
@@ -281,8 +298,10 @@ def check_attack(cfg: Any, key: str = "attack") -> dict[str, Any]:
         allowed = [p for p in ps if p not in ("model", "eps", "num_classes", "seed")]
         for k in factory_options(c):
             if k not in ps:
-                raise BenchError(f"{key}.{k} is not an option of attack {attack_name(c)}; its options are "
-                                 f"{', '.join(allowed) or 'none'} (and {', '.join(HARNESS_KEYS)})")
+                raise BenchError(
+                    f"{key}.{k} is not an option of attack {attack_name(c)}; its options are "
+                    f"{', '.join(allowed) or 'none'} (and {', '.join(HARNESS_KEYS)})"
+                )
     if c["eps"]:
         attack_norm(c)
     return c

@@ -36,8 +36,9 @@ def _splitmix64(z: Tensor) -> Tensor:
     return z ^ _shr(z, 31)
 
 
-def per_example_uniform(index: Tensor, shape: tuple[int, ...], seed: int, stream: str,
-                        device: torch.device | None = None) -> Tensor:
+def per_example_uniform(
+    index: Tensor, shape: tuple[int, ...], seed: int, stream: str, device: torch.device | None = None
+) -> Tensor:
     """Uniform [0, 1) numbers of ``shape`` per example, a counter-based hash of (seed, stream, example index,
     position): vectorised, on ``device``, and the same for an example whatever batch, rank or device it is on."""
     key = _signed(example_seed(seed, stream, 0) | 1)
@@ -47,14 +48,21 @@ def per_example_uniform(index: Tensor, shape: tuple[int, ...], seed: int, stream
     return _shr(z, 11).to(torch.float64).mul_(2.0**-53).to(torch.float32)
 
 
-def unit_linf(index: Tensor, shape: tuple[int, ...], seed: int, stream: str,
-              device: torch.device | None = None) -> Tensor:
+def unit_linf(
+    index: Tensor, shape: tuple[int, ...], seed: int, stream: str, device: torch.device | None = None
+) -> Tensor:
     """Uniform noise in [-1, 1]^shape per example."""
     return per_example_uniform(index, shape, seed, stream, device) * 2 - 1
 
 
-def unit_l2(index: Tensor, shape: tuple[int, ...], seed: int, stream: str, radius: str = "sphere",
-            device: torch.device | None = None) -> Tensor:
+def unit_l2(
+    index: Tensor,
+    shape: tuple[int, ...],
+    seed: int,
+    stream: str,
+    radius: str = "sphere",
+    device: torch.device | None = None,
+) -> Tensor:
     """A uniformly random direction of l2 norm 1 per example (``radius="sphere"``: Gaussian directions by
     Box-Muller), or a point of the unit ball with a uniform radius, as torchattacks' PGD-L2 start draws it
     (``radius="uniform"``)."""
@@ -67,8 +75,14 @@ def unit_l2(index: Tensor, shape: tuple[int, ...], seed: int, stream: str, radiu
     return d.to(torch.float32).view(len(index), *shape)
 
 
-def random_noise(x: Tensor, eps: float, norm: str, generator: torch.Generator | None = None,
-                 index: Tensor | None = None, seed: int = 0) -> Tensor:
+def random_noise(
+    x: Tensor,
+    eps: float,
+    norm: str,
+    generator: torch.Generator | None = None,
+    index: Tensor | None = None,
+    seed: int = 0,
+) -> Tensor:
     """``x`` plus random noise of the attack's radius, clipped to [0, 1]: uniform in the l_inf ball, or a random
     direction of l2 norm ``eps``. With ``index`` (the batch's example indices) each example's noise is keyed by
     (``seed``, index) and independent of the batch and rank; otherwise it comes from ``generator``."""

@@ -37,8 +37,15 @@ class _Steps:
 class PGD(_Steps, torchattacks.PGD):
     """l_inf PGD (Madry et al.): ``torchattacks.PGD`` plus ``seed`` and the per-example random start."""
 
-    def __init__(self, model: nn.Module, eps: float = 8 / 255, alpha: float = 2 / 255, steps: int = 10,
-                 random_start: bool = True, seed: int = 0) -> None:
+    def __init__(
+        self,
+        model: nn.Module,
+        eps: float = 8 / 255,
+        alpha: float = 2 / 255,
+        steps: int = 10,
+        random_start: bool = True,
+        seed: int = 0,
+    ) -> None:
         super().__init__(model, eps=eps, alpha=alpha, steps=steps, random_start=random_start)
         self.seed = int(seed)
 
@@ -64,10 +71,19 @@ class PGD(_Steps, torchattacks.PGD):
 class PGDL2(_Steps, torchattacks.PGDL2):
     """l2 PGD: ``torchattacks.PGDL2`` plus ``seed``, the per-example random start, and any input shape."""
 
-    def __init__(self, model: nn.Module, eps: float = 1.0, alpha: float = 0.2, steps: int = 10,
-                 random_start: bool = True, eps_for_division: float = 1e-10, seed: int = 0) -> None:
-        super().__init__(model, eps=eps, alpha=alpha, steps=steps, random_start=random_start,
-                         eps_for_division=eps_for_division)
+    def __init__(
+        self,
+        model: nn.Module,
+        eps: float = 1.0,
+        alpha: float = 0.2,
+        steps: int = 10,
+        random_start: bool = True,
+        eps_for_division: float = 1e-10,
+        seed: int = 0,
+    ) -> None:
+        super().__init__(
+            model, eps=eps, alpha=alpha, steps=steps, random_start=random_start, eps_for_division=eps_for_division
+        )
         self.seed = int(seed)
 
     def forward(self, images: Tensor, labels: Tensor, index: Tensor | None = None) -> Tensor:
@@ -83,8 +99,9 @@ class PGDL2(_Steps, torchattacks.PGDL2):
                 r = torch.zeros_like(norms).uniform_(0, 1)
                 delta = delta * (r / norms * self.eps)
             else:
-                delta = self.eps * unit_l2(index, tuple(adv.shape[1:]), self.seed, "start", radius="uniform",
-                                         device=adv.device).to(adv)
+                delta = self.eps * unit_l2(
+                    index, tuple(adv.shape[1:]), self.seed, "start", radius="uniform", device=adv.device
+                ).to(adv)
             adv = torch.clamp(adv + delta, min=0, max=1).detach()
         for _ in range(self.steps):
             grad = self._grad(adv, loss)

@@ -35,7 +35,15 @@ class ClassificationEvalCallback(L.Callback):
         ng = getattr(dm, "num_groups", 0)
         self.groups = PerGroupAccuracy(ng).to(pl_module.device) if ng else None
 
-    def on_test_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int, dataloader_idx: int = 0) -> None:
+    def on_test_batch_end(
+        self,
+        trainer: L.Trainer,
+        pl_module: L.LightningModule,
+        outputs: Any,
+        batch: Any,
+        batch_idx: int,
+        dataloader_idx: int = 0,
+    ) -> None:
         logits = outputs["logits"].detach()
         self.classes.update(logits, batch["y"])
         if self.groups is not None and "group" in batch:

@@ -113,8 +113,12 @@ class RobustAccuracyCallback(L.Callback):
                 self.stronger = {e: build(e, steps=steps) for e in self.eps}
             if self.stochastic is not None:
                 self.more_samples = {e: build(e, samples=self.s_attack * self.samples_multiplier) for e in self.eps}
-        names = ["noise", "eps0_mismatch", *(["more_steps"] if self.stronger else []),
-                 *(["more_samples"] if self.more_samples else [])]
+        names = [
+            "noise",
+            "eps0_mismatch",
+            *(["more_steps"] if self.stronger else []),
+            *(["more_samples"] if self.more_samples else []),
+        ]
         self.counts = {e: {n: SumMetric().to(dev) for n in names} for e in self.eps}
         self.noise_gen = torch.Generator().manual_seed(1234 + self.seed)
 
@@ -127,8 +131,15 @@ class RobustAccuracyCallback(L.Callback):
                 return self.scorer(x)
 
     @torch.enable_grad()
-    def on_test_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any,
-                          batch_idx: int, dataloader_idx: int = 0) -> None:
+    def on_test_batch_end(
+        self,
+        trainer: L.Trainer,
+        pl_module: L.LightningModule,
+        outputs: Any,
+        batch: Any,
+        batch_idx: int,
+        dataloader_idx: int = 0,
+    ) -> None:
         if not self.enabled:
             return
         was_training = pl_module.training

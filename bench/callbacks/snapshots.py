@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 import lightning as L
 import torch
@@ -19,8 +20,9 @@ class EpochSnapshots(L.Callback):
         include_start: keep the weights at the start of training as epoch 0.
     """
 
-    def __init__(self, epochs: Iterable[int] | None = None, every_n_epochs: int | None = None,
-                 include_start: bool = False) -> None:
+    def __init__(
+        self, epochs: Iterable[int] | None = None, every_n_epochs: int | None = None, include_start: bool = False
+    ) -> None:
         self.epochs = sorted({int(e) for e in (epochs or [])})
         self.every_n_epochs = int(every_n_epochs or 0)
         self.include_start = include_start

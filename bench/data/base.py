@@ -8,7 +8,7 @@ import lightning as L
 import torch
 from torch import Tensor
 
-from bench.harness.loaders import InMemoryLoader
+from bench.harness.loaders import InMemoryLoader, trainer_device
 
 Split = Mapping[str, Tensor]
 _KEEP: Any = object()  # "keep the datamodule's own value" in with_splits
@@ -121,6 +121,7 @@ class TensorDataModule(L.LightningDataModule):
             rank=rank,
             world_size=world,
             pad=train,
+            device=trainer_device(getattr(self, "trainer", None)),  # data moved to the module's device once
         )
 
     def train_dataloader(self) -> InMemoryLoader:

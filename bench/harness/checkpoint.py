@@ -13,8 +13,9 @@ import contextlib
 import os
 import signal
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import torch
 from lightning.fabric.utilities.cloud_io import _load as pl_load
@@ -59,9 +60,11 @@ def save_atomic(obj: Any, path: str | Path) -> None:
 
 def unreadable(path: str | Path, exc: BaseException) -> BenchError:
     detail = str(exc).splitlines()[0][:120] if str(exc) else ""
-    return BenchError(f"cannot read checkpoint {path} ({type(exc).__name__}: {detail}); "
-                      "it is damaged or not a checkpoint: delete it to redo that stage from its start (ckpt_path=last "
-                      "still reuses the finished stages), or run without ckpt_path to start over")
+    return BenchError(
+        f"cannot read checkpoint {path} ({type(exc).__name__}: {detail}); "
+        "it is damaged or not a checkpoint: delete it to redo that stage from its start (ckpt_path=last "
+        "still reuses the finished stages), or run without ckpt_path to start over"
+    )
 
 
 def load_checkpoint_file(path: str | Path, weights_only: bool = False) -> Any:
@@ -100,8 +103,11 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         if not Path(path).is_file():
             raise BenchError(f"checkpoint {path} does not exist; give an existing file as ckpt_path, or ckpt_path=last")
         try:
-            return pl_load(path, map_location=map_location or (lambda storage, loc: storage),
-                           weights_only=False if weights_only is None else weights_only)
+            return pl_load(
+                path,
+                map_location=map_location or (lambda storage, loc: storage),
+                weights_only=False if weights_only is None else weights_only,
+            )
         except Exception as e:
             raise unreadable(path, e) from None
 

@@ -9,8 +9,9 @@ alone and keeps those that apply in the run's record; ``bench verify`` evaluates
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
-from typing import Any, Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
 
 import numpy as np
 
@@ -28,7 +29,7 @@ class Outcome:
 class Claim:
     name: str
     expected: str
-    check: Callable[["RecordSet"], Outcome | None]
+    check: Callable[[RecordSet], Outcome | None]
     trend: bool = False
     description: str = ""
 
@@ -82,7 +83,7 @@ class RecordSet:
     def __iter__(self):
         return iter(self.records)
 
-    def where(self, **conditions: Any) -> "RecordSet":
+    def where(self, **conditions: Any) -> RecordSet:
         def ok(r: dict) -> bool:
             return all(_get(r["config"], k.replace("__", ".")) == v for k, v in conditions.items())
 
@@ -118,7 +119,7 @@ class RecordSet:
         """Mean, std, n and the t-based 95% interval of ``metric`` over the records' seeds."""
         return summarize(self.by_seed(metric).values())
 
-    def paired_diff(self, other: "RecordSet", metric: str, other_metric: str | None = None) -> Summary:
+    def paired_diff(self, other: RecordSet, metric: str, other_metric: str | None = None) -> Summary:
         """``self[metric] - other[other_metric or metric]`` paired by seed (only seeds both have)."""
         return paired(self.by_seed(metric), other.by_seed(other_metric or metric))
 

@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any
 
 import lightning as L
 import torch
@@ -20,8 +21,13 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from bench.callbacks.rng_state import RNGStateCallback, collect_rng_state, restore_rng_state
-from bench.harness.checkpoint import (AtomicCheckpointIO, interrupted, lightning_signals, load_checkpoint_file,
-                                      save_atomic)
+from bench.harness.checkpoint import (
+    AtomicCheckpointIO,
+    interrupted,
+    lightning_signals,
+    load_checkpoint_file,
+    save_atomic,
+)
 from bench.harness.record import clean_number, config_hash
 
 _MISSING = object()
@@ -119,7 +125,9 @@ class RunContext:
         d.mkdir(parents=True, exist_ok=True)
         return d
 
-    def trainer(self, stage: str, callbacks: Iterable[L.Callback] = (), checkpoint: bool = True, **overrides: Any) -> L.Trainer:
+    def trainer(
+        self, stage: str, callbacks: Iterable[L.Callback] = (), checkpoint: bool = True, **overrides: Any
+    ) -> L.Trainer:
         """A Trainer from the ``trainer`` config (plus ``overrides``), with the run's loggers and, when
         ``checkpoint``, a last-checkpoint every ``checkpoint_every_n_epochs`` for resuming."""
         from lightning.pytorch.callbacks import ModelCheckpoint, ProgressBar
@@ -133,9 +141,17 @@ class RunContext:
             # one rolling file, last.ckpt, rewritten every `every` epochs (save_last alone only links to top-k saves)
             # saved at the end of the training epoch, after validation, callbacks and the scheduler step: the state
             # an uninterrupted run starts the next epoch from
-            cbs.append(ModelCheckpoint(dirpath=self.stage_dir(stage), filename="last", save_top_k=1, save_last=False,
-                                       every_n_epochs=every, enable_version_counter=False,
-                                       save_on_train_epoch_end=True))
+            cbs.append(
+                ModelCheckpoint(
+                    dirpath=self.stage_dir(stage),
+                    filename="last",
+                    save_top_k=1,
+                    save_last=False,
+                    every_n_epochs=every,
+                    enable_version_counter=False,
+                    save_on_train_epoch_end=True,
+                )
+            )
         tcfg = OmegaConf.to_container(self.cfg.trainer, resolve=True)
         tcfg.update(overrides)
         if tcfg.get("enable_progress_bar", True) and not any(isinstance(c, ProgressBar) for c in cbs):
@@ -145,8 +161,14 @@ class RunContext:
         if not any(isinstance(p, CheckpointIO) or "CheckpointIO" in str(p) for p in plugins):
             plugins.append(AtomicCheckpointIO())  # temp file in the stage folder, fsync, rename
         self._prefix_loggers(stage)
-        return instantiate(tcfg, callbacks=cbs, logger=self.loggers or False, plugins=plugins,
-                           default_root_dir=str(self.stage_dir(stage)), enable_checkpointing=every > 0)
+        return instantiate(
+            tcfg,
+            callbacks=cbs,
+            logger=self.loggers or False,
+            plugins=plugins,
+            default_root_dir=str(self.stage_dir(stage)),
+            enable_checkpointing=every > 0,
+        )
 
     def _prefix_loggers(self, stage: str) -> None:
         """Loggers name a stage's metrics as the record does (``<stage>/<name>`` except for ``main``), so stages
@@ -244,7 +266,11 @@ class RunContext:
         if trainer.is_global_zero:
             save_atomic(module.state_dict(), sdir / "final.pt")
             save_atomic(collect_rng_state(), sdir / "rng.pt")
-            validity = {k: v for k, v in self.validity.items() if k.startswith(self._name(stage, ""))} if stage != "main" else self.validity
+            validity = (
+                {k: v for k, v in self.validity.items() if k.startswith(self._name(stage, ""))}
+                if stage != "main"
+                else self.validity
+            )
             tmp = done.with_suffix(".tmp")
             tmp.write_text(json.dumps({"metrics": out, "validity": validity}, default=str))
             os.replace(tmp, done)

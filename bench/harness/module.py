@@ -10,7 +10,8 @@ A plain (non-list) batch is one optimizer step, so the module also works with an
 from __future__ import annotations
 
 import inspect
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import lightning as L
 import torch
@@ -152,8 +153,9 @@ def _on_device(batch: Any, device: torch.device) -> bool:
 
 
 # -- learning-rate schedules (the ``scheduler`` config group, conf/scheduler/) ---------------------------------
-def step_schedule(optimizer: torch.optim.Optimizer, max_epochs: int, milestones: Sequence[float] = (0.5, 0.75),
-                  gamma: float = 0.1) -> torch.optim.lr_scheduler.MultiStepLR:
+def step_schedule(
+    optimizer: torch.optim.Optimizer, max_epochs: int, milestones: Sequence[float] = (0.5, 0.75), gamma: float = 0.1
+) -> torch.optim.lr_scheduler.MultiStepLR:
     """lr x gamma at each milestone, given as a fraction of ``max_epochs`` (0.25 = after a quarter of the
     epochs; rounded to the nearest epoch, at least 1)."""
     from bench.harness.errors import BenchError
@@ -165,7 +167,8 @@ def step_schedule(optimizer: torch.optim.Optimizer, max_epochs: int, milestones:
     return torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=epochs, gamma=float(gamma))
 
 
-def cosine_schedule(optimizer: torch.optim.Optimizer, max_epochs: int,
-                    eta_min: float = 0.0) -> torch.optim.lr_scheduler.CosineAnnealingLR:
+def cosine_schedule(
+    optimizer: torch.optim.Optimizer, max_epochs: int, eta_min: float = 0.0
+) -> torch.optim.lr_scheduler.CosineAnnealingLR:
     """Cosine decay from the optimizer's lr to ``eta_min`` over ``max_epochs``."""
     return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(1, int(max_epochs)), eta_min=float(eta_min))

@@ -9,7 +9,8 @@ prefix (``<stage>/``) may stand before the axes. Metric names never contain a se
 from __future__ import annotations
 
 import re
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 _AXIS = re.compile(r"^([A-Za-z_][A-Za-z0-9_.]*)=([^/@=]+)$")
 
@@ -62,7 +63,7 @@ def points(metrics: Mapping[str, Any], metric: str, stage: str | None = None) ->
         if stage is not None:
             if not name.startswith(stage + "/"):
                 continue
-            rest = name[len(stage) + 1:]
+            rest = name[len(stage) + 1 :]
         axes, m = parse_point(rest)
         if axes and m == metric:
             out.append((axes, metrics[name]))

@@ -6,7 +6,17 @@ import subprocess
 from importlib import metadata
 from pathlib import Path
 
-PACKAGES = ("torch", "lightning", "torchmetrics", "torchattacks", "wandb", "hydra-core", "numpy", "scipy", "scikit-learn")
+PACKAGES = (
+    "torch",
+    "lightning",
+    "torchmetrics",
+    "torchattacks",
+    "wandb",
+    "hydra-core",
+    "numpy",
+    "scipy",
+    "scikit-learn",
+)
 
 
 def git_sha() -> str | None:
@@ -15,7 +25,13 @@ def git_sha() -> str | None:
         sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=5)
         if sha.returncode != 0:
             return None
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root, capture_output=True, text=True, timeout=5)
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=root,
+            capture_output=True,
+            text=True,
+            timeout=5,
+        )
         return sha.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
     except (OSError, subprocess.SubprocessError):
         return None

@@ -10,8 +10,9 @@ import os
 import re
 import sys
 import tempfile
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 SCHEMA_VERSION = 2  # 2: headline_metrics are {name, display, higher_is_better}; label from task.label keys
 
@@ -40,7 +41,15 @@ FIELDS = (
 )
 
 # Keys that do not change a run's numbers: they are left out of the config hash.
-HASH_EXCLUDE = ("results_dir", "work_dir", "logger", "ckpt_path", "run_id", "print_summary", "trainer.enable_progress_bar")
+HASH_EXCLUDE = (
+    "results_dir",
+    "work_dir",
+    "logger",
+    "ckpt_path",
+    "run_id",
+    "print_summary",
+    "trainer.enable_progress_bar",
+)
 
 
 def _drop(cfg: dict, dotted: str) -> None:
@@ -77,11 +86,27 @@ TASK_NAME = re.compile(r"^[a-z][a-z0-9_]*$")  # the registry's pattern: a task n
 
 # field -> the JSON types it may hold (null only where listed)
 _TYPES: dict[str, tuple[type, ...]] = {
-    "schema_version": (int,), "task": (str,), "task_version": (str,), "run_id": (str,), "label": (str,),
-    "profile": (str,), "seed": (int,), "config": (dict,), "config_hash": (str,), "group_hash": (str,),
-    "headline_metrics": (list,), "metrics": (dict,), "validity": (dict,), "claims": (list,), "artifacts": (dict,),
-    "git_sha": (str, type(None)), "bench_version": (str, type(None)), "package_versions": (dict, type(None)),
-    "created_at": (str, type(None)), "duration_s": (int, float, type(None)), "wandb_run_id": (str, type(None)),
+    "schema_version": (int,),
+    "task": (str,),
+    "task_version": (str,),
+    "run_id": (str,),
+    "label": (str,),
+    "profile": (str,),
+    "seed": (int,),
+    "config": (dict,),
+    "config_hash": (str,),
+    "group_hash": (str,),
+    "headline_metrics": (list,),
+    "metrics": (dict,),
+    "validity": (dict,),
+    "claims": (list,),
+    "artifacts": (dict,),
+    "git_sha": (str, type(None)),
+    "bench_version": (str, type(None)),
+    "package_versions": (dict, type(None)),
+    "created_at": (str, type(None)),
+    "duration_s": (int, float, type(None)),
+    "wandb_run_id": (str, type(None)),
 }
 
 
@@ -102,15 +127,17 @@ def validate(record: Any) -> None:
         raise ValueError(f"record task {record['task']!r} does not match {TASK_NAME.pattern}")
     if not record["run_id"] or "/" in record["run_id"] or "\\" in record["run_id"] or record["run_id"] in (".", ".."):
         raise ValueError(f"record run_id {record['run_id']!r} is not a plain name")
-    bad = [k for k, v in record["metrics"].items() if not (v is None or isinstance(v, (int, float)))
-           or isinstance(v, bool)]
+    bad = [
+        k for k, v in record["metrics"].items() if not (v is None or isinstance(v, (int, float))) or isinstance(v, bool)
+    ]
     if bad:
         raise ValueError(f"record metrics must be numbers or null: {bad}")
     for m in record["headline_metrics"]:
         ok = isinstance(m, str) or (isinstance(m, dict) and isinstance(m.get("name"), str))
         if not ok:
-            raise ValueError(f"record headline_metrics entries are metric names or {{name, display, "
-                             f"higher_is_better}}, got {m!r}")
+            raise ValueError(
+                f"record headline_metrics entries are metric names or {{name, display, higher_is_better}}, got {m!r}"
+            )
     for name, v in record["validity"].items():
         if not isinstance(v, dict):
             raise ValueError(f"record validity[{name!r}] is {type(v).__name__}, expected an object")
@@ -161,8 +188,9 @@ def read_record(path: str | Path) -> dict:
     return rec
 
 
-def load_records_with_problems(results_dir: str | Path,
-                               task: str | None = None) -> tuple[list[dict], list[tuple[Path, str]]]:
+def load_records_with_problems(
+    results_dir: str | Path, task: str | None = None
+) -> tuple[list[dict], list[tuple[Path, str]]]:
     """(every valid record under ``results_dir`` (optionally of one task), sorted by (task, run_id);
     [(file, why it was skipped)] for every other ``*/*.json``)."""
     base = Path(results_dir)

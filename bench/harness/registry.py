@@ -12,8 +12,19 @@ import yaml
 from bench.harness.errors import BenchError
 from bench.harness.spec import TaskSpec, parse_task
 
-GROUPS = ("task", "data", "model", "optimizer", "scheduler", "trainer", "logger", "attack", "callbacks", "profile",
-          "experiment")
+GROUPS = (
+    "task",
+    "data",
+    "model",
+    "optimizer",
+    "scheduler",
+    "trainer",
+    "logger",
+    "attack",
+    "callbacks",
+    "profile",
+    "experiment",
+)
 
 
 def conf_dir() -> Path:
@@ -25,8 +36,10 @@ def conf_dir() -> Path:
     for path in candidates:
         if (path / "config.yaml").is_file():
             return path
-    raise BenchError(f"no conf/config.yaml found at {' or '.join(map(str, candidates))}; reinstall bench (pip install "
-                     ". or the wheel ships bench/conf) or set BENCH_CONF_DIR to a folder holding config.yaml")
+    raise BenchError(
+        f"no conf/config.yaml found at {' or '.join(map(str, candidates))}; reinstall bench (pip install "
+        ". or the wheel ships bench/conf) or set BENCH_CONF_DIR to a folder holding config.yaml"
+    )
 
 
 def include_dirs() -> list[Path]:

@@ -42,8 +42,9 @@ def run_identity(cfg: DictConfig) -> tuple[str, str, str]:
     return run_id, h, g
 
 
-def _build_loggers(cfg: DictConfig, run_dir: Path, run_id: str, group_hash: str, resume: bool,
-                   rank: int) -> tuple[list, Any]:
+def _build_loggers(
+    cfg: DictConfig, run_dir: Path, run_id: str, group_hash: str, resume: bool, rank: int
+) -> tuple[list, Any]:
     """The ``logger`` config: a mapping of logger name -> Lightning logger config (W&B: bench.harness.wandb_run)."""
     from hydra.utils import instantiate
 
@@ -77,19 +78,31 @@ def quiet_lightning() -> None:
     import logging
     import warnings
 
-    for name in ("lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities.rank_zero",
-                 "lightning.pytorch.accelerators.cuda"):
+    for name in (
+        "lightning.pytorch.utilities.rank_zero",
+        "lightning.fabric.utilities.rank_zero",
+        "lightning.pytorch.accelerators.cuda",
+    ):
         logging.getLogger(name).setLevel(logging.WARNING)
-    for msg in (".*Skipping val loop.*", ".*does not have many workers.*", ".*isinstance\\(treespec, LeafSpec\\).*",
-                ".*ambiguous collection.*", ".*The number of training batches.*", ".*litlogger.*",
-                # the module's own transfer_batch_to_device is meant (in-memory loaders), not the datamodule's
-                ".*overridden `transfer_batch_to_device` in `LightningModule`.*"):
+    for msg in (
+        ".*Skipping val loop.*",
+        ".*does not have many workers.*",
+        ".*isinstance\\(treespec, LeafSpec\\).*",
+        ".*ambiguous collection.*",
+        ".*The number of training batches.*",
+        ".*litlogger.*",
+        # the module's own transfer_batch_to_device is meant (in-memory loaders), not the datamodule's
+        ".*overridden `transfer_batch_to_device` in `LightningModule`.*",
+    ):
         warnings.filterwarnings("ignore", message=msg)
     # Evaluation metrics are torchmetrics states reduced across ranks before they are logged (the callbacks log
     # them with sync_dist=False on purpose): Lightning's advice to sync them is false there. The training loss is a
     # per-rank mean, so its warning stays.
-    warnings.filterwarnings("ignore", message=r"It is recommended to use `self\.log\('(?!train/)[^']*', \.\.\., "
-                            r"sync_dist=True\)`")
+    warnings.filterwarnings(
+        "ignore",
+        message=r"It is recommended to use `self\.log\('(?!train/)[^']*', \.\.\., "
+        r"sync_dist=True\)`",
+    )
 
 
 def run_fit(cfg: DictConfig) -> dict:
@@ -125,16 +138,19 @@ def resume_plan(cfg: DictConfig, run_dir: Path) -> tuple[bool, tuple[str, Path] 
     ckpt = "" if cfg.get("ckpt_path") is None else str(cfg.ckpt_path).strip()
     if ckpt == "last":
         if not run_dir.is_dir():
-            raise BenchError(f"ckpt_path=last: no earlier run of this config at {run_dir}; "
-                             "run it without ckpt_path first")
+            raise BenchError(
+                f"ckpt_path=last: no earlier run of this config at {run_dir}; run it without ckpt_path first"
+            )
         return True, None
     if not ckpt:
         requeued = os.environ.get("SLURM_RESTART_COUNT", "0") not in ("", "0")
         return requeued and run_dir.is_dir(), None
     path = Path(ckpt).expanduser().resolve()
     if not path.is_file():
-        raise BenchError(f"ckpt_path={ckpt}: no such file; give a checkpoint file (e.g. a stage's last.ckpt) "
-                         "or ckpt_path=last to continue this config's run")
+        raise BenchError(
+            f"ckpt_path={ckpt}: no such file; give a checkpoint file (e.g. a stage's last.ckpt) "
+            "or ckpt_path=last to continue this config's run"
+        )
     check_checkpoint_file(path)
     stages = (run_dir / "stages").resolve()
     if stages in path.parents:
@@ -151,8 +167,10 @@ def check_writable(folder: Path, key: str) -> None:
         with tempfile.NamedTemporaryFile(dir=folder, prefix=".write-test-"):
             pass
     except OSError as e:
-        raise BenchError(f"{key}={folder.parent} is not writable ({e.strerror or e}): give a folder you can write, "
-                         f"e.g. {key}=$HOME/bench-{key.split('_')[0]}") from None
+        raise BenchError(
+            f"{key}={folder.parent} is not writable ({e.strerror or e}): give a folder you can write, "
+            f"e.g. {key}=$HOME/bench-{key.split('_')[0]}"
+        ) from None
 
 
 @contextlib.contextmanager
@@ -171,9 +189,11 @@ def run_lock(run_dir: Path, rank: int):
         except OSError:
             fh.seek(0)
             who = fh.read().strip() or "another process"
-            raise BenchError(f"{run_dir} is in use by a run of the same config and seed ({who}); wait for it to "
-                             "finish, then rerun (ckpt_path=last reuses its stages), or set run_id=<name> for a "
-                             "separate copy") from None
+            raise BenchError(
+                f"{run_dir} is in use by a run of the same config and seed ({who}); wait for it to "
+                "finish, then rerun (ckpt_path=last reuses its stages), or set run_id=<name> for a "
+                "separate copy"
+            ) from None
         fh.seek(0)
         fh.truncate()
         fh.write(f"pid {os.getpid()}\n")
@@ -183,8 +203,18 @@ def run_lock(run_dir: Path, rank: int):
         fh.close()
 
 
-def _run_in(cfg: DictConfig, t0: float, task: str, run_id: str, h: str, g: str, run_dir: Path, rank: int,
-            resume: bool, user_checkpoint: tuple[str, Path] | None) -> dict:
+def _run_in(
+    cfg: DictConfig,
+    t0: float,
+    task: str,
+    run_id: str,
+    h: str,
+    g: str,
+    run_dir: Path,
+    rank: int,
+    resume: bool,
+    user_checkpoint: tuple[str, Path] | None,
+) -> dict:
     import lightning as L
     from hydra.utils import instantiate
 
@@ -255,9 +285,11 @@ def _run_in(cfg: DictConfig, t0: float, task: str, run_id: str, h: str, g: str, 
         try:
             path = write_record(record, target)
         except OSError as e:
-            raise BenchError(f"could not write the record {target} ({e.strerror or e}); the trained stages are kept: "
-                             "run the same command with ckpt_path=last and a writable results_dir=... to reuse "
-                             "them and write the record") from None
+            raise BenchError(
+                f"could not write the record {target} ({e.strerror or e}); the trained stages are kept: "
+                "run the same command with ckpt_path=last and a writable results_dir=... to reuse "
+                "them and write the record"
+            ) from None
         record["_path"] = str(path)
         if wandb_logger is not None:
             _mirror_to_wandb(wandb_logger, record)

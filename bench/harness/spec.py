@@ -8,9 +8,10 @@ and PyYAML are used here, so discovery stays instant.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from bench.harness.errors import BenchError
 
@@ -44,12 +45,12 @@ class TaskSpec:
     version: str
     description: str
     arxiv: str
-    protocol: str                       # the protocol's ``_target_``
-    claims: str | None                  # ``module:ATTR`` of the claim list
-    label: tuple[str, ...]              # config keys whose values name a leaderboard row
+    protocol: str  # the protocol's ``_target_``
+    claims: str | None  # ``module:ATTR`` of the claim list
+    label: tuple[str, ...]  # config keys whose values name a leaderboard row
     headline_metrics: tuple[MetricSpec, ...]
     verify: VerifyPlan | None
-    report: str | None = None           # ``module:function`` run by ``bench verify`` after the claims
+    report: str | None = None  # ``module:function`` run by ``bench verify`` after the claims
     path: Path | None = field(default=None, compare=False)
 
     @property
@@ -92,15 +93,19 @@ def parse_task(block: Any, stem: str, path: Path | None = None) -> TaskSpec:
     """The :class:`TaskSpec` of the ``task:`` mapping of ``conf/task/<stem>.yaml``, or a one-line BenchError."""
     where = str(path) if path is not None else f"task {stem}"
     if not isinstance(block, Mapping):
-        raise BenchError(f"{where}: needs a 'task:' mapping (name, version, description, arxiv, protocol, claims, "
-                         "label, headline_metrics, verify)")
+        raise BenchError(
+            f"{where}: needs a 'task:' mapping (name, version, description, arxiv, protocol, claims, "
+            "label, headline_metrics, verify)"
+        )
     r = _Reader(block, where)
     name = r.text("name", pattern=NAME_PATTERN)
     if name != stem:
         raise r.fail("name", f"is {name!r} but the file is {stem}.yaml; they must match")
     proto = block.get("protocol")
     if not isinstance(proto, Mapping) or not TARGET_PATTERN.match(str(proto.get("_target_", ""))):
-        raise r.fail("protocol", "must be a mapping with a _target_ (e.g. {_target_: bench.harness.protocol.fit_and_test})")
+        raise r.fail(
+            "protocol", "must be a mapping with a _target_ (e.g. {_target_: bench.harness.protocol.fit_and_test})"
+        )
     label = block.get("label")
     if isinstance(label, str) or not label:
         raise r.fail("label", f"must be a non-empty list of config keys (e.g. [method]), got {label!r}")
@@ -128,13 +133,29 @@ def parse_task(block: Any, stem: str, path: Path | None = None) -> TaskSpec:
         seeds = verify.get("seeds") or [0]
         if not isinstance(seeds, list) or not all(isinstance(s, int) and not isinstance(s, bool) for s in seeds):
             raise r.fail("verify.seeds", f"must be a list of integers, got {seeds!r}")
-        plan = VerifyPlan(_str_list(r, "verify.overrides", verify.get("overrides")),
-                          tuple(_str_list(r, f"verify.runs[{i}]", x) for i, x in enumerate(runs)), tuple(seeds))
-    unknown = set(block) - {"name", "version", "description", "arxiv", "protocol", "claims", "label",
-                            "headline_metrics", "verify", "report", "label_text"}
+        plan = VerifyPlan(
+            _str_list(r, "verify.overrides", verify.get("overrides")),
+            tuple(_str_list(r, f"verify.runs[{i}]", x) for i, x in enumerate(runs)),
+            tuple(seeds),
+        )
+    unknown = set(block) - {
+        "name",
+        "version",
+        "description",
+        "arxiv",
+        "protocol",
+        "claims",
+        "label",
+        "headline_metrics",
+        "verify",
+        "report",
+        "label_text",
+    }
     if unknown:
-        raise BenchError(f"{where}: unknown task keys {sorted(unknown)}; a task's own knobs go under a root key "
-                         f"named like the task ({name}: ...)")
+        raise BenchError(
+            f"{where}: unknown task keys {sorted(unknown)}; a task's own knobs go under a root key "
+            f"named like the task ({name}: ...)"
+        )
     return TaskSpec(
         name=name,
         version=r.text("version"),
@@ -189,6 +210,11 @@ def headline(cfg: Any) -> list[dict]:
     """The run's headline metrics as record entries ``{name, display, higher_is_better}``."""
     out = []
     for m in cfg["task"]["headline_metrics"]:
-        out.append({"name": str(m["name"]), "display": str(m.get("display") or m["name"]),
-                    "higher_is_better": bool(m["higher_is_better"])})
+        out.append(
+            {
+                "name": str(m["name"]),
+                "display": str(m.get("display") or m["name"]),
+                "higher_is_better": bool(m["higher_is_better"]),
+            }
+        )
     return out

@@ -7,8 +7,8 @@ in every task: the sample standard deviation (ddof=1), and a two-sided t interva
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass
-from typing import Iterable, Mapping
 
 import numpy as np
 

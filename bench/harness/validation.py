@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import difflib
 import re
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
@@ -54,15 +55,23 @@ def _bad(key: str, value: Any, allowed: str) -> BenchError:
 _RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "seed": (_is_int, "an integer (any size, e.g. seed=0 or seed=20240101)"),
     "optimizer.lr": (lambda v: _is_number(v) and float(v) > 0, "a positive number, e.g. optimizer.lr=0.01"),
-    "trainer.max_epochs": (lambda v: _is_int(v) and int(v) >= -1,
-                           "an integer >= 0 (-1: no limit), e.g. trainer.max_epochs=10"),
+    "trainer.max_epochs": (
+        lambda v: _is_int(v) and int(v) >= -1,
+        "an integer >= 0 (-1: no limit), e.g. trainer.max_epochs=10",
+    ),
     "data.batch_size": (lambda v: v is None or (_is_int(v) and int(v) >= 1), "an integer >= 1, or null for full batch"),
-    "data.eval_batch_size": (lambda v: v is None or (_is_int(v) and int(v) >= 1),
-                             "an integer >= 1, or null for the whole split"),
-    "num_threads": (lambda v: v is None or (_is_int(v) and int(v) >= 1),
-                    "an integer >= 1, or null for torch's default"),
-    "checkpoint_every_n_epochs": (lambda v: v is None or (_is_int(v) and int(v) >= 0),
-                                  "an integer >= 0 (0: no checkpoints)"),
+    "data.eval_batch_size": (
+        lambda v: v is None or (_is_int(v) and int(v) >= 1),
+        "an integer >= 1, or null for the whole split",
+    ),
+    "num_threads": (
+        lambda v: v is None or (_is_int(v) and int(v) >= 1),
+        "an integer >= 1, or null for torch's default",
+    ),
+    "checkpoint_every_n_epochs": (
+        lambda v: v is None or (_is_int(v) and int(v) >= 0),
+        "an integer >= 0 (0: no checkpoints)",
+    ),
 }
 
 # groups every task's protocol builds from
@@ -75,8 +84,9 @@ def validate_run_config(cfg: DictConfig) -> None:
 
     for group in _REQUIRED_GROUPS:
         if group in cfg and cfg[group] is None:
-            raise BenchError(f"{group}=null: task {cfg.task.name} needs a {group} config; choose one of: "
-                             f"{', '.join(options(group))}")
+            raise BenchError(
+                f"{group}=null: task {cfg.task.name} needs a {group} config; choose one of: {', '.join(options(group))}"
+            )
     for key, (check, allowed) in _RULES.items():
         try:
             value = _get(cfg, key)
@@ -134,14 +144,21 @@ def composition_error(exc: BaseException, overrides: list[str]) -> BenchError:
         nulls = [o.split("=", 1)[0].lstrip("+~") for o in overrides if o.split("=", 1)[-1].strip() in ("null", "None")]
         group = next((g for g in nulls if g in GROUPS), None)
         if group is not None:
-            return BenchError(f"{group}=null: the task needs a {group} config; choose one of: "
-                              f"{', '.join(options(group))}")
+            return BenchError(
+                f"{group}=null: the task needs a {group} config; choose one of: {', '.join(options(group))}"
+            )
     m = re.search(r"Could not override '([^']+)'", text) or re.search(r"Key '([^']+)' is not in struct", text)
     if m:
         dotted = m.group(1)
         if "." not in dotted:
-            full = next((o.split("=", 1)[0].lstrip("+~") for o in overrides
-                         if o.split("=", 1)[0].lstrip("+~").endswith("." + dotted)), dotted)
+            full = next(
+                (
+                    o.split("=", 1)[0].lstrip("+~")
+                    for o in overrides
+                    if o.split("=", 1)[0].lstrip("+~").endswith("." + dotted)
+                ),
+                dotted,
+            )
             dotted = full
         last = dotted.rsplit(".", 1)[-1]
         close = difflib.get_close_matches(last, _known_keys(overrides, dotted), n=1, cutoff=0.6)
@@ -182,4 +199,3 @@ def check_composition(overrides: list[str]) -> DictConfig:
         raise
     except Exception as e:
         raise composition_error(e, overrides) from None
-

@@ -44,7 +44,9 @@ class PerGroupAccuracy(Metric):
         total = self.total.sum()
         acc = (self.correct.sum() / total).item() if total > 0 else math.nan
         nonempty = self.total > 0
-        per = torch.where(nonempty, self.correct / self.total.clamp(min=1), torch.full_like(self.total, math.nan, dtype=torch.float))
+        per = torch.where(
+            nonempty, self.correct / self.total.clamp(min=1), torch.full_like(self.total, math.nan, dtype=torch.float)
+        )
         worst = per[nonempty].min().item() if nonempty.any() else math.nan
         adjusted = per[nonempty].mean().item() if nonempty.any() else math.nan
         return {"acc": acc, "worst": worst, "adjusted": adjusted, "per_group": per, "count": self.total.clone()}

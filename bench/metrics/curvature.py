@@ -44,8 +44,9 @@ class FlatLoss:
         dtype: compute dtype (float64 for curvature at extreme scales).
     """
 
-    def __init__(self, net: nn.Module, x: Tensor, y: Tensor, temperature: float = 1.0,
-                 dtype: torch.dtype = torch.float64) -> None:
+    def __init__(
+        self, net: nn.Module, x: Tensor, y: Tensor, temperature: float = 1.0, dtype: torch.dtype = torch.float64
+    ) -> None:
         self.net = net
         self.names = [n for n, _ in net.named_parameters()]
         self.shapes = [p.shape for _, p in net.named_parameters()]
@@ -95,8 +96,9 @@ class FlatLoss:
 
 
 # -- projections and bounds ------------------------------------------------------------------------------------
-def sparse_projection(num_params: int, dim: int, generator: torch.Generator,
-                      dtype: torch.dtype = torch.float64) -> Tensor:
+def sparse_projection(
+    num_params: int, dim: int, generator: torch.Generator, dtype: torch.dtype = torch.float64
+) -> Tensor:
     """A (P, dim) random sparse projection: each column keeps each coordinate with probability 1/sqrt(P) with a
     random sign and is normalised to unit length (the construction of Fort & Scherlis 2019 and the paper's code;
     columns are nearly, not exactly, orthogonal)."""
@@ -122,7 +124,8 @@ def check_hessian_fits(num_params: int, max_bytes: float, dtype: torch.dtype = t
         raise BenchError(
             f"the exact Hessian of this net's {num_params:,} parameters needs {need / 2**30:.1f} GiB "
             f"(limit {max_bytes / 2**30:.1f} GiB): use curvature.mode=subspace (R'HR on a random 50-dim subspace) "
-            "or curvature.mode=hutchinson (trace and Frobenius estimates from Hessian-vector products)")
+            "or curvature.mode=hutchinson (trace and Frobenius estimates from Hessian-vector products)"
+        )
 
 
 # -- summaries ---------------------------------------------------------------------------------------------------

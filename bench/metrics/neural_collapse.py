@@ -47,12 +47,18 @@ class ClassFeatureStatistics(Metric):
         means = self.sums / self.counts.clamp(min=1).unsqueeze(1)
         n = self.counts.sum()
         global_mean = self.sums.sum(0) / n
-        within = (self.outer - torch.einsum("cd,ce->cde", self.sums, self.sums) / self.counts.clamp(min=1).view(-1, 1, 1))
+        within = self.outer - torch.einsum("cd,ce->cde", self.sums, self.sums) / self.counts.clamp(min=1).view(-1, 1, 1)
         sigma_w = within[present].sum(0) / n
         centred = means[present] - global_mean
         sigma_b = centred.T @ centred / int(present.sum())
-        return {"means": means, "global_mean": global_mean, "sigma_w": sigma_w, "sigma_b": sigma_b, "present": present,
-                "count": n}
+        return {
+            "means": means,
+            "global_mean": global_mean,
+            "sigma_w": sigma_w,
+            "sigma_b": sigma_b,
+            "present": present,
+            "count": n,
+        }
 
 
 def nc1(stats: dict[str, Tensor]) -> float:
@@ -128,4 +134,8 @@ class NearestClassCenter(Metric):
         n = float(self.total)
         if n == 0:
             return {"nc4": math.nan, "ncc_acc": math.nan, "net_acc": math.nan}
-        return {"nc4": 1 - float(self.agree) / n, "ncc_acc": float(self.correct) / n, "net_acc": float(self.net_correct) / n}
+        return {
+            "nc4": 1 - float(self.agree) / n,
+            "ncc_acc": float(self.correct) / n,
+            "net_acc": float(self.net_correct) / n,
+        }

@@ -50,8 +50,9 @@ def find_stochastic(module: nn.Module) -> nn.Module | None:
 def check_num_samples(value: object, key: str) -> int:
     """``value`` as a positive sample count, or one BenchError line naming ``key``."""
     if isinstance(value, bool) or not isinstance(value, (int, float)) or value != int(value) or int(value) < 1:
-        raise BenchError(f"{key}={value!r} is not a valid number of posterior samples: use a positive integer "
-                         f"(e.g. {key}=10)")
+        raise BenchError(
+            f"{key}={value!r} is not a valid number of posterior samples: use a positive integer (e.g. {key}=10)"
+        )
     return int(value)
 
 
@@ -59,8 +60,10 @@ def sample_logits(model: nn.Module, x: Tensor, num_samples: int) -> Tensor:
     """``model.sample_logits(x, num_samples)``, checked to have shape ``(num_samples, N, C)``."""
     logits = model.sample_logits(x, num_samples)
     if logits.ndim != 3 or logits.shape[0] != num_samples or logits.shape[1] != x.shape[0]:
-        raise BenchError(f"{type(model).__name__}.sample_logits(x, {num_samples}) returned shape {tuple(logits.shape)};"
-                         f" the stochastic-model protocol needs ({num_samples}, {x.shape[0]}, num_classes)")
+        raise BenchError(
+            f"{type(model).__name__}.sample_logits(x, {num_samples}) returned shape {tuple(logits.shape)};"
+            f" the stochastic-model protocol needs ({num_samples}, {x.shape[0]}, num_classes)"
+        )
     return logits
 
 
@@ -83,8 +86,10 @@ class PredictiveMean(nn.Module):
     def __init__(self, model: nn.Module, num_samples: int) -> None:
         super().__init__()
         if not is_stochastic(model):
-            raise BenchError(f"PredictiveMean needs a stochastic model (stochastic = True and sample_logits(x, S)); "
-                             f"got {type(model).__name__}")
+            raise BenchError(
+                f"PredictiveMean needs a stochastic model (stochastic = True and sample_logits(x, S)); "
+                f"got {type(model).__name__}"
+            )
         self.model = model
         self.num_samples = check_num_samples(num_samples, "num_samples")
         # torchattacks reads the device from the first parameter; sample-set posteriors may hold only buffers

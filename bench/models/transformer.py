@@ -9,7 +9,7 @@ of every layer, which interpretability metrics (e.g. iteration heads) read.
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 from torch import Tensor, nn
@@ -21,7 +21,9 @@ class CausalSelfAttention(nn.Module):
     def __init__(self, width: int, n_heads: int, dropout: float = 0.0) -> None:
         super().__init__()
         if width % n_heads:
-            raise BenchError(f"transformer width {width} is not a multiple of n_heads {n_heads}; change model.width or model.n_heads")
+            raise BenchError(
+                f"transformer width {width} is not a multiple of n_heads {n_heads}; change model.width or model.n_heads"
+            )
         self.n_heads, self.head_dim = n_heads, width // n_heads
         self.qkv = nn.Linear(width, 3 * width)
         self.out = nn.Linear(width, width)
@@ -46,7 +48,9 @@ class Block(nn.Module):
         self.ln1 = nn.LayerNorm(width)
         self.attn = CausalSelfAttention(width, n_heads, dropout)
         self.ln2 = nn.LayerNorm(width)
-        self.mlp = nn.Sequential(nn.Linear(width, mlp_ratio * width), nn.GELU(), nn.Linear(mlp_ratio * width, width), nn.Dropout(dropout))
+        self.mlp = nn.Sequential(
+            nn.Linear(width, mlp_ratio * width), nn.GELU(), nn.Linear(mlp_ratio * width, width), nn.Dropout(dropout)
+        )
 
     def forward(self, h: Tensor) -> tuple[Tensor, Tensor]:
         a, attn = self.attn(self.ln1(h))
@@ -85,8 +89,10 @@ class Transformer(nn.Module):
         seq_len = int(input_shape[0]) if len(input_shape) else 0
         self.context = int(context) if context is not None else seq_len
         if seq_len > self.context:
-            raise BenchError(f"sequences of length {seq_len} do not fit the transformer's context of {self.context} "
-                             f"positions; raise model.context to >= {seq_len} or shorten the sequences")
+            raise BenchError(
+                f"sequences of length {seq_len} do not fit the transformer's context of {self.context} "
+                f"positions; raise model.context to >= {seq_len} or shorten the sequences"
+            )
         self.vocab_size = int(vocab_size) if vocab_size is not None else int(num_classes)
         self.token_embedding = nn.Embedding(self.vocab_size, width)
         self.position_embedding = nn.Embedding(self.context, width)

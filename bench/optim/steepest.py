@@ -63,8 +63,17 @@ class SteepestDescent(torch.optim.Optimizer):
         max_halvings: at most this many halvings of the step (then the smallest step is taken).
     """
 
-    def __init__(self, params: Iterable, lr: float, norm: str = "l2", scale: str = "dual", batched: bool = False,
-                 line_search: bool = False, armijo: float = 0.5, max_halvings: int = 40) -> None:
+    def __init__(
+        self,
+        params: Iterable,
+        lr: float,
+        norm: str = "l2",
+        scale: str = "dual",
+        batched: bool = False,
+        line_search: bool = False,
+        armijo: float = 0.5,
+        max_halvings: int = 40,
+    ) -> None:
         if norm not in NORMS:
             raise ValueError(f"norm must be one of {NORMS}, got {norm!r}")
         if scale not in SCALES:
@@ -73,16 +82,26 @@ class SteepestDescent(torch.optim.Optimizer):
             raise ValueError(f"lr must be > 0, got {lr}")
         if not 0 < armijo < 1:
             raise ValueError(f"armijo must lie in (0, 1), got {armijo}")
-        super().__init__(params, dict(lr=float(lr), norm=norm, scale=scale, batched=bool(batched),
-                                      line_search=bool(line_search), armijo=float(armijo),
-                                      max_halvings=int(max_halvings)))
+        super().__init__(
+            params,
+            dict(
+                lr=float(lr),
+                norm=norm,
+                scale=scale,
+                batched=bool(batched),
+                line_search=bool(line_search),
+                armijo=float(armijo),
+                max_halvings=int(max_halvings),
+            ),
+        )
 
     @torch.no_grad()
     def step(self, closure: Callable[[], Tensor] | None = None) -> Tensor | None:
         if any(g["line_search"] for g in self.param_groups):
             if closure is None:
-                raise ValueError("line_search=True needs step(closure): a closure returning the loss at the "
-                                 "current parameters")
+                raise ValueError(
+                    "line_search=True needs step(closure): a closure returning the loss at the current parameters"
+                )
             return self._line_search_step(closure)
         loss = None
         if closure is not None:
@@ -110,7 +129,6 @@ class SteepestDescent(torch.optim.Optimizer):
             for p, d in zip(params, delta.split([f.shape[1] for f in flat], dim=1)):
                 p.add_(d.reshape(p.shape), alpha=-lr)
         return loss
-
 
     def _directions(self, group: dict) -> tuple[list[Tensor], list[Tensor], Tensor]:
         """(params, per-parameter directions d, <g, d> per row) of a group."""

@@ -10,8 +10,8 @@ import pytest
 import torch
 
 from bench.harness.claims import RecordSet
-from bench.harness.naming import point_name
 from bench.harness.errors import BenchError
+from bench.harness.naming import point_name
 from bench.tasks.collapse_regression import claims, theory
 from bench.tasks.collapse_regression.kernels import kernel_matrix, kernel_ridge_fit
 from bench.tasks.collapse_regression.linear import least_squares, ridge_errors_on, spectrum
@@ -24,9 +24,16 @@ Z = 3.0
 
 
 def test_ridgeless_formula_small_case():
-    """OLS chain + OLS downstream at (d, T, T0) = (5, 20, 15), n = 0 and 3: sigma^2 d/(T-d-1) + n sigma0^2 d/(T0-d-1)."""
-    cfg = {"repetitions": 4000, "sigma": 1.0, "sigma0": 0.7, "generations": [0, 3],
-           "settings": [{"d": 5, "T": 20, "T0": 15, "spectrum": "power_law"}], "beta": 1.0}
+    """OLS chain + OLS downstream at (d, T, T0) = (5, 20, 15), n = 0 and 3:
+    sigma^2 d/(T-d-1) + n sigma0^2 d/(T0-d-1)."""
+    cfg = {
+        "repetitions": 4000,
+        "sigma": 1.0,
+        "sigma0": 0.7,
+        "generations": [0, 3],
+        "settings": [{"d": 5, "T": 20, "T0": 15, "spectrum": "power_law"}],
+        "beta": 1.0,
+    }
     (res,) = ridgeless_study(cfg, chunk=4000, g=torch.Generator().manual_seed(0))
     expected = [5 / 14, 5 / 14 + 3 * 0.49 * 5 / 9]
     assert np.allclose(res["theory"], expected)
@@ -64,7 +71,9 @@ def test_ridge_errors_equal_direct_solve():
         for n in range(2):
             y = x[r] @ chain[r, n] + eps[r]
             for j in range(2):
-                w = torch.linalg.solve(x[r].T @ x[r] + lambdas[n, j] * T * torch.eye(d, dtype=torch.float64), x[r].T @ y)
+                w = torch.linalg.solve(
+                    x[r].T @ x[r] + lambdas[n, j] * T * torch.eye(d, dtype=torch.float64), x[r].T @ y
+                )
                 assert math.isclose(float(((w - w0) ** 2 * eigs).sum()), float(errs[r, n, j]), rel_tol=1e-8)
 
 
@@ -75,7 +84,9 @@ def test_ridge_theory_limits_and_monotonicity():
     assert math.isclose(r["collapse"], 2 * 0.25 * 30 / 19) and math.isclose(r["variance"], 30 / 30)
     k = theory.effective_regularisation(eigs, 0.05, 40)
     assert math.isclose(k - 0.05, k / 40 * np.sum(eigs / (eigs + k)), rel_tol=1e-10)
-    per_gen = [theory.ridge_error(eigs, w0, lam, 60, 50, 1, 1.0, 0.5)["per_generation"] for lam in (1e-3, 1e-2, 1e-1, 1.0)]
+    per_gen = [
+        theory.ridge_error(eigs, w0, lam, 60, 50, 1, 1.0, 0.5)["per_generation"] for lam in (1e-3, 1e-2, 1e-1, 1.0)
+    ]
     assert all(a > b for a, b in zip(per_gen, per_gen[1:]))  # more regularisation, less collapse per generation
     grid = np.logspace(-4, 1, 101)
     best = [theory.optimal_lambda(eigs, w0, 60, 50, n, 1.0, 0.5, grid) for n in (0, 2, 8)]
@@ -101,7 +112,10 @@ def test_kernel_ridge_fit_equals_direct_solve():
     from sklearn.kernel_ridge import KernelRidge
 
     g = torch.Generator().manual_seed(5)
-    x, xt = torch.randn(2, 30, 4, dtype=torch.float64, generator=g), torch.randn(10, 4, dtype=torch.float64, generator=g)
+    x, xt = (
+        torch.randn(2, 30, 4, dtype=torch.float64, generator=g),
+        torch.randn(10, 4, dtype=torch.float64, generator=g),
+    )
     y = torch.randn(2, 30, 3, dtype=torch.float64, generator=g)
     lam, ls = 1e-2, 1.3
     for kind in ("rbf", "laplacian"):
@@ -112,7 +126,11 @@ def test_kernel_ridge_fit_equals_direct_solve():
     # the RBF fit is sklearn's KernelRidge with alpha = lam T and gamma = 1 / (2 l^2)
     gram = kernel_matrix("rbf", x[0], x[0], ls)
     ours = kernel_matrix("rbf", xt, x[0], ls) @ kernel_ridge_fit(gram, y[0], lam)
-    ref = KernelRidge(alpha=lam * 30, kernel="rbf", gamma=1 / (2 * ls**2)).fit(x[0].numpy(), y[0].numpy()).predict(xt.numpy())
+    ref = (
+        KernelRidge(alpha=lam * 30, kernel="rbf", gamma=1 / (2 * ls**2))
+        .fit(x[0].numpy(), y[0].numpy())
+        .predict(xt.numpy())
+    )
     assert np.allclose(ours.numpy(), ref, atol=1e-8)
 
 
@@ -120,12 +138,28 @@ def test_kernel_module_generation_zero_is_a_direct_solve():
     """With no downstream noise, the n = 0 model of each repetition is kernel ridge on the true one-hot labels."""
     g = torch.Generator().manual_seed(6)
     x, y = torch.rand(40, 5, generator=g), torch.randint(0, 3, (40,), generator=g)
-    mod = KernelRidgeChainModule(kernel="laplacian", lengthscale=0.8, lam=1e-2, T=15, T0=12, generations=2,
-                                 sigma=0.0, sigma0=0.3, repetitions=4, chunk=3, num_classes=3)
+    mod = KernelRidgeChainModule(
+        kernel="laplacian",
+        lengthscale=0.8,
+        lam=1e-2,
+        T=15,
+        T0=12,
+        generations=2,
+        sigma=0.0,
+        sigma0=0.3,
+        repetitions=4,
+        chunk=3,
+        num_classes=3,
+    )
     mod.log = lambda *a, **k: None  # no trainer attached
     torch.manual_seed(0)
-    mod.training_step([{"x": x[20:], "y": y[20:], "index": torch.arange(20, 40)},
-                       {"x": x[:20], "y": y[:20], "index": torch.arange(20)}], 0)
+    mod.training_step(
+        [
+            {"x": x[20:], "y": y[20:], "index": torch.arange(20, 40)},
+            {"x": x[:20], "y": y[:20], "index": torch.arange(20)},
+        ],
+        0,
+    )
     assert torch.equal(mod.pool_x, x.double())  # the pool is the training split in index order
     onehot = torch.nn.functional.one_hot(y, 3).double()
     for r in range(4):
@@ -135,12 +169,17 @@ def test_kernel_module_generation_zero_is_a_direct_solve():
         assert torch.allclose(mod.down_alpha[r, 0], direct, atol=1e-10)
     pred = mod(x[:7])
     assert pred.shape == (4, 3, 7, 3)
-    assert torch.allclose(pred[1, 0], kernel_matrix("laplacian", x[:7].double(), x[mod.down_idx[1]].double(), 0.8) @ mod.down_alpha[1, 0])
+    assert torch.allclose(
+        pred[1, 0], kernel_matrix("laplacian", x[:7].double(), x[mod.down_idx[1]].double(), 0.8) @ mod.down_alpha[1, 0]
+    )
 
 
 def test_bad_config_raises():
-    base = {"studies": ["ridgeless"], "chunk": 10,
-            "ridgeless": {"repetitions": 10, "generations": [0, 1], "settings": [{"d": 10, "T": 11, "T0": 30}]}}
+    base = {
+        "studies": ["ridgeless"],
+        "chunk": 10,
+        "ridgeless": {"repetitions": 10, "generations": [0, 1], "settings": [{"d": 10, "T": 11, "T0": 30}]},
+    }
     with pytest.raises(BenchError, match="T, T0 >= d \\+ 2"):
         check_config(base)
     with pytest.raises(BenchError, match="unknown collapse.studies"):
@@ -150,8 +189,14 @@ def test_bad_config_raises():
 
 
 def test_formula_claim_detects_a_wrong_formula():
-    good = {"ridgeless/setting=a/generation=0/err": 1.0, "ridgeless/setting=a/generation=0/err_se": 0.1, "ridgeless/setting=a/generation=0/theory": 1.05,
-            "ridgeless/setting=a/generation=1/err": 2.0, "ridgeless/setting=a/generation=1/err_se": 0.1, "ridgeless/setting=a/generation=1/theory": 1.9}
+    good = {
+        "ridgeless/setting=a/generation=0/err": 1.0,
+        "ridgeless/setting=a/generation=0/err_se": 0.1,
+        "ridgeless/setting=a/generation=0/theory": 1.05,
+        "ridgeless/setting=a/generation=1/err": 2.0,
+        "ridgeless/setting=a/generation=1/err_se": 0.1,
+        "ridgeless/setting=a/generation=1/theory": 1.9,
+    }
     out = claims.ridgeless_formula(RecordSet([{"seed": 0, "metrics": good, "config": {}}]))
     assert out.passed and out.measured["points"] == 2
     bad = {**good, "ridgeless/setting=a/generation=1/theory": 2.5}  # 5 SE off
@@ -162,20 +207,39 @@ def test_formula_claim_detects_a_wrong_formula():
 def test_smoke_run(run_bench):
     rec = run_bench(["task=collapse_regression", "profile=smoke"])
     m = rec["metrics"]
-    for key in ("ridgeless/d=5/T=20/T0=15/spectrum=identity/generation=2/err", "overparam/d=20/T0=5/generation=2/err", "ridge/generation=2/adaptive/err",
-                "ridge/fixed/slope", "ridge/T=40/generation=2/fixed/err", "kernel=rbf/generation=2/test_mse", "kernel=laplacian/test_mse_increase"):
+    for key in (
+        "ridgeless/d=5/T=20/T0=15/spectrum=identity/generation=2/err",
+        "overparam/d=20/T0=5/generation=2/err",
+        "ridge/generation=2/adaptive/err",
+        "ridge/fixed/slope",
+        "ridge/T=40/generation=2/fixed/err",
+        "kernel=rbf/generation=2/test_mse",
+        "kernel=laplacian/test_mse_increase",
+    ):
         assert m.get(key) is not None and math.isfinite(m[key]), key
     # the simulated ridgeless error of the smoke run is the formula's order of magnitude
-    assert 0.5 < m["ridgeless/d=5/T=20/T0=15/spectrum=identity/generation=2/err"] / m["ridgeless/d=5/T=20/T0=15/spectrum=identity/generation=2/theory"] < 2
-    assert 0 <= m["kernel=rbf/generation=0/test_acc"] <= 1 and m["kernel=rbf/generation=0/test_acc"] > 0.5  # digits, 60 training inputs
+    assert (
+        0.5
+        < m["ridgeless/d=5/T=20/T0=15/spectrum=identity/generation=2/err"]
+        / m["ridgeless/d=5/T=20/T0=15/spectrum=identity/generation=2/theory"]
+        < 2
+    )
+    assert (
+        0 <= m["kernel=rbf/generation=0/test_acc"] <= 1 and m["kernel=rbf/generation=0/test_acc"] > 0.5
+    )  # digits, 60 training inputs
     assert {c["name"][:3] for c in rec["claims"]} == {"(a)", "(b)", "(c)", "(d)", "(e)"}
     for name in ("error_vs_n", "error_vs_lambda", "error_vs_T", "kernel_error_vs_n", "curves"):
         assert Path(rec["artifacts"][name]).is_file(), name
 
 
 def test_same_seed_same_numbers():
-    cfg = {"repetitions": 8, "sigma": 1.0, "sigma0": 1.0, "generations": [0, 2],
-           "settings": [{"d": 4, "T": 12, "T0": 10}]}
+    cfg = {
+        "repetitions": 8,
+        "sigma": 1.0,
+        "sigma0": 1.0,
+        "generations": [0, 2],
+        "settings": [{"d": 4, "T": 12, "T0": 10}],
+    }
     a = ridgeless_study(cfg, 4, torch.Generator().manual_seed(7))[0]["err"]
     b = ridgeless_study(cfg, 4, torch.Generator().manual_seed(7))[0]["err"]
     assert np.array_equal(a, b)
@@ -189,13 +253,18 @@ def test_claim_b_linear_growth_passes_and_fails():
     def m(slope, curvature):
         out = {}
         for name in ("fixed", "clean_tuned"):
-            out |= {f"ridge/{name}/slope": slope, f"ridge/{name}/slope_se": 0.1, f"ridge/{name}/slope_theory": slope,
-                    f"ridge/{name}/curvature": curvature, f"ridge/{name}/curvature_se": 0.1}
+            out |= {
+                f"ridge/{name}/slope": slope,
+                f"ridge/{name}/slope_se": 0.1,
+                f"ridge/{name}/slope_theory": slope,
+                f"ridge/{name}/curvature": curvature,
+                f"ridge/{name}/curvature_se": 0.1,
+            }
         return out
 
     assert claims.linear_in_n(_one(m(1.0, 0.05))).passed
-    assert not claims.linear_in_n(_one(m(0.1, 0.05))).passed   # slope only 1 SE above 0
-    assert not claims.linear_in_n(_one(m(1.0, 0.5))).passed    # curvature 5 SE: not a straight line
+    assert not claims.linear_in_n(_one(m(0.1, 0.05))).passed  # slope only 1 SE above 0
+    assert not claims.linear_in_n(_one(m(1.0, 0.5))).passed  # curvature 5 SE: not a straight line
     assert claims.linear_in_n(_one({})) is None
 
 
@@ -203,15 +272,21 @@ def test_claim_c_best_lambda_passes_and_fails():
     def m(best, gains=3.0, moved=3.0):
         out = {"ridge/lambda_grid_ratio": 2.0}
         for n, b in enumerate(best):
-            g = {"best_lambda": b, "best_lambda_theory": b, "adaptive_gain": gains, "adaptive_gain_se": 1.0,
-                 "clean_tuned_gain": moved, "clean_tuned_gain_se": 1.0}
+            g = {
+                "best_lambda": b,
+                "best_lambda_theory": b,
+                "adaptive_gain": gains,
+                "adaptive_gain_se": 1.0,
+                "clean_tuned_gain": moved,
+                "clean_tuned_gain_se": 1.0,
+            }
             out |= {"ridge/" + point_name(k, generation=n): v for k, v in g.items()}
         return out
 
     assert claims.best_lambda_grows(_one(m([0.1, 0.2, 0.4]))).passed
-    assert claims.best_lambda_grows(_one(m([0.1, 0.2, 0.1, 0.4]))).passed       # one grid step down: tolerated
-    assert not claims.best_lambda_grows(_one(m([0.1, 0.4, 0.1, 0.4]))).passed   # two steps down
-    assert not claims.best_lambda_grows(_one(m([0.4, 0.2, 0.2]))).passed        # smaller at the end
+    assert claims.best_lambda_grows(_one(m([0.1, 0.2, 0.1, 0.4]))).passed  # one grid step down: tolerated
+    assert not claims.best_lambda_grows(_one(m([0.1, 0.4, 0.1, 0.4]))).passed  # two steps down
+    assert not claims.best_lambda_grows(_one(m([0.4, 0.2, 0.2]))).passed  # smaller at the end
     assert not claims.best_lambda_grows(_one(m([0.1, 0.2, 0.4], gains=1.5))).passed  # adaptive not > 2 SE better
     assert not claims.best_lambda_grows(_one(m([0.1, 0.2, 0.4], moved=1.0))).passed
 
@@ -219,8 +294,13 @@ def test_claim_c_best_lambda_passes_and_fails():
 def test_claim_e_kernel_error_growth_passes_and_fails():
     def m(increase, slope):
         k = "kernel=rbf/"
-        return {k + "test_mse_increase": increase, k + "test_mse_increase_se": 0.1, k + "test_mse_slope": slope,
-                k + "test_mse_slope_se": 0.1, k + point_name("test_mse", generation=0): 0.5}
+        return {
+            k + "test_mse_increase": increase,
+            k + "test_mse_increase_se": 0.1,
+            k + "test_mse_slope": slope,
+            k + "test_mse_slope_se": 0.1,
+            k + point_name("test_mse", generation=0): 0.5,
+        }
 
     assert claims.kernel_error_grows(_one(m(0.5, 0.3))).passed
     assert not claims.kernel_error_grows(_one(m(0.1, 0.3))).passed
@@ -228,7 +308,10 @@ def test_claim_e_kernel_error_growth_passes_and_fails():
 
 
 def test_formula_claim_records_each_points_z():
-    pts = {"ridgeless/" + point_name(k, d=4, generation=n): v for n in (0, 1)
-           for k, v in {"err": 1.0 + n, "err_se": 0.1, "theory": 1.0 + n + 0.05}.items()}
+    pts = {
+        "ridgeless/" + point_name(k, d=4, generation=n): v
+        for n in (0, 1)
+        for k, v in {"err": 1.0 + n, "err_se": 0.1, "theory": 1.0 + n + 0.05}.items()
+    }
     out = claims.ridgeless_formula(_one(pts))
     assert out.passed and out.measured["z by point"] == {"d=4/generation=0": -0.5, "d=4/generation=1": -0.5}

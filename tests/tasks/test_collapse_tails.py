@@ -13,8 +13,15 @@ from scipy import stats
 from bench.harness.errors import BenchError
 from bench.tasks.collapse_tails import hutter
 from bench.tasks.collapse_tails.gcd import GcdDataModule, gcd_bucket, generate_labels
-from bench.tasks.collapse_tails.zipf import (TrainingDistribution, Zipf, cut_top_k, cut_top_p, empirical,
-                                             generation_chain, mix)
+from bench.tasks.collapse_tails.zipf import (
+    TrainingDistribution,
+    Zipf,
+    cut_top_k,
+    cut_top_p,
+    empirical,
+    generation_chain,
+    mix,
+)
 
 D = torch.float64
 
@@ -74,7 +81,7 @@ def brute_force_error(p: np.ndarray, q: np.ndarray, T: np.ndarray) -> np.ndarray
 
 
 def test_exact_error_with_analytic_tail_equals_the_brute_force_sum():
-    N, T = 20_000, np.array([1, 10, 300, 10_000, 10 ** 6])
+    N, T = 20_000, np.array([1, 10, 300, 10_000, 10**6])
     explicit, short = Zipf(1.5, head=N, support=N), Zipf(1.5, head=5000, support=N)  # analytic beyond 5000
     p = explicit.head_probs.numpy()
     q_mix = 0.2 * p
@@ -83,7 +90,9 @@ def test_exact_error_with_analytic_tail_equals_the_brute_force_sum():
         got = hutter.expected_error(short, q_short, torch.tensor(T)).numpy()
         np.testing.assert_allclose(got, brute_force_error(p, q_np, T), rtol=1e-6)
     # T = 1 by hand: sum_i p_i (1 - p_i) = 1 - sum p_i^2
-    assert float(hutter.expected_error(explicit, explicit.clean(), torch.tensor([1]))) == pytest.approx(1 - (p ** 2).sum())
+    assert float(hutter.expected_error(explicit, explicit.clean(), torch.tensor([1]))) == pytest.approx(
+        1 - (p**2).sum()
+    )
 
 
 def test_sparse_items_beyond_the_head_are_counted_exactly():
@@ -125,7 +134,9 @@ def test_floor_and_theory():
     assert float(hutter.expected_error(z, q, torch.tensor([1e9]))) == pytest.approx(z.mass_beyond(100), rel=1e-9)
     # the clean law: Gamma(1 - 1/b) c^(1/b) T^-(1 - 1/b) / b at large T; the tail mass ~ c k^(1-b)/(b-1)
     big = torch.tensor([1e8])
-    assert float(hutter.expected_error(z, z.clean(), big)) / float(hutter.clean_theory(z, big)[0]) == pytest.approx(1, abs=1e-3)
+    assert float(hutter.expected_error(z, z.clean(), big)) / float(hutter.clean_theory(z, big)[0]) == pytest.approx(
+        1, abs=1e-3
+    )
     assert z.mass_beyond(1000) / float(hutter.cut_plateau_theory(z, 1000)) == pytest.approx(1, abs=1e-3)
     # the generation-1 floor's expectation is the clean error at T0 (the expected unseen mass)
     g = torch.Generator().manual_seed(0)
@@ -136,7 +147,7 @@ def test_floor_and_theory():
 
 def test_measurements_on_curves():
     T = np.array([1, 10, 100, 1000])
-    assert hutter.loglog_slope(T, 3 * T ** -0.4) == pytest.approx(-0.4)
+    assert hutter.loglog_slope(T, 3 * T**-0.4) == pytest.approx(-0.4)
     assert hutter.first_crossing(T, np.array([1.0, 0.5, 0.1, 0.01]), 0.1) == pytest.approx(100)
     assert hutter.first_crossing(T, np.array([1.0, 1.0, 0.1, 0.01]), math.sqrt(0.1)) == pytest.approx(math.sqrt(1000))
     assert math.isnan(hutter.first_crossing(T, np.ones(4), 0.5))
@@ -194,7 +205,9 @@ def test_smoke_run(run_bench):
         assert 0 <= m[f"gcd/generation={n}/test/acc"] <= 1
         assert sum(m[f"gcd/generation={n}/test/bucket_count/{b}"] for b in range(4)) > 0
     assert m["gcd/generation=1/generated/distinct_labels"] <= 3  # top-3 cut
-    assert {"clean_scaling", "tail_cut", "mixing", "generations", "gcd_buckets", "hutter_curves"} <= set(rec["artifacts"])
+    assert {"clean_scaling", "tail_cut", "mixing", "generations", "gcd_buckets", "hutter_curves"} <= set(
+        rec["artifacts"]
+    )
     names = {c["name"][:4] for c in rec["claims"]}
     assert {"(a) ", "(b) ", "(c) ", "(d) ", "(e) ", "(sim"} <= names
 
@@ -214,35 +227,59 @@ def test_hutter_part_is_reproducible_and_bad_config_is_refused(run_bench):
 
 
 # -- claims logic on synthetic records ---------------------------------------------------------------------------
-def _hutter_record(seed=0, slope_shift=0.0, plateau_shift=0.0, leave_slope=-1.0, rise=0.01, max_t=1.0,
-                   rare=(0.4, 0.05)):
+def _hutter_record(
+    seed=0, slope_shift=0.0, plateau_shift=0.0, leave_slope=-1.0, rise=0.01, max_t=1.0, rare=(0.4, 0.05)
+):
     from bench.harness.naming import point_name
 
     m = {"hutter/mc/max_abs_t": max_t, "hutter/mc/comparisons": 20, "hutter/mc/dof": 9}
     for beta in (1.5, 2.0):
-        h = lambda metric, **axes: "hutter/" + point_name(metric, beta=beta, **axes)  # noqa: E731
+        h = lambda metric, beta=beta, **axes: "hutter/" + point_name(metric, beta=beta, **axes)  # noqa: E731
         theory = -(1 - 1 / beta)
-        m |= {h("clean/slope"): theory + slope_shift, h("clean/mc_slope"): theory, h("clean/mc_slope_se"): 0.005,
-              h("topk/plateau_slope"): -(beta - 1) + plateau_shift, h("mix/leave_slope"): leave_slope}
+        m |= {
+            h("clean/slope"): theory + slope_shift,
+            h("clean/mc_slope"): theory,
+            h("clean/mc_slope_se"): 0.005,
+            h("topk/plateau_slope"): -(beta - 1) + plateau_shift,
+            h("mix/leave_slope"): leave_slope,
+        }
         for n in (1, 2):
-            m |= {h("chain/floor", generation=n): 0.01 * n, h("chain/floor_se", generation=n): 0.001,
-                  h("chain/rise", generation=n): rise, h("chain/rise_se", generation=n): 0.001}
-    m |= {"gcd/generation=0/test/rare_acc": rare[0], "gcd/generation=1/test/rare_acc": rare[1] + 0.02 * (seed - 1),
-          "gcd/generation=0/test/common_acc": 0.9, "gcd/generation=1/test/common_acc": 0.9}
+            m |= {
+                h("chain/floor", generation=n): 0.01 * n,
+                h("chain/floor_se", generation=n): 0.001,
+                h("chain/rise", generation=n): rise,
+                h("chain/rise_se", generation=n): 0.001,
+            }
+    m |= {
+        "gcd/generation=0/test/rare_acc": rare[0],
+        "gcd/generation=1/test/rare_acc": rare[1] + 0.02 * (seed - 1),
+        "gcd/generation=0/test/common_acc": 0.9,
+        "gcd/generation=1/test/common_acc": 0.9,
+    }
     config = {"hutter": {"betas": [1.5, 2.0], "chain": {"generations": 2}}, "gcd": {"generations": 1}}
     return {"seed": seed, "metrics": m, "config": config}
 
 
-@pytest.mark.parametrize("bad, claim", [({"slope_shift": 0.05}, "(a)"), ({"plateau_shift": 0.08}, "(b)"),
-                                        ({"leave_slope": -0.9}, "(c)"), ({"rise": 0.001}, "(d)"),
-                                        ({"max_t": 9.0}, "(sim)"), ({"rare": (0.4, 0.39)}, "(e)")])
+@pytest.mark.parametrize(
+    "bad, claim",
+    [
+        ({"slope_shift": 0.05}, "(a)"),
+        ({"plateau_shift": 0.08}, "(b)"),
+        ({"leave_slope": -0.9}, "(c)"),
+        ({"rise": 0.001}, "(d)"),
+        ({"max_t": 9.0}, "(sim)"),
+        ({"rare": (0.4, 0.39)}, "(e)"),
+    ],
+)
 def test_each_claim_passes_on_theory_numbers_and_fails_when_its_clause_breaks(bad, claim):
     from bench.harness.claims import RecordSet, evaluate
     from bench.tasks.collapse_tails.claims import CLAIMS
 
     good = {r.name.split(" ")[0]: r.passed for r in evaluate(CLAIMS, RecordSet([_hutter_record(s) for s in range(3)]))}
     assert set(good) == {"(a)", "(b)", "(c)", "(d)", "(e)", "(sim)"} and all(good.values()), good
-    broken = {r.name.split(" ")[0]: r.passed
-              for r in evaluate(CLAIMS, RecordSet([_hutter_record(s, **bad) for s in range(3)]))}
+    broken = {
+        r.name.split(" ")[0]: r.passed
+        for r in evaluate(CLAIMS, RecordSet([_hutter_record(s, **bad) for s in range(3)]))
+    }
     assert broken[claim] is False
     assert all(v for k, v in broken.items() if k != claim), broken

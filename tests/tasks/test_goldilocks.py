@@ -78,12 +78,12 @@ def test_stacked_sweep_takes_the_same_gd_steps_as_training_each_alpha_alone():
 
 # -- claims on synthetic records ---------------------------------------------------------------------------------
 def record(seed=0, curv=None, temp_shift=0.0, acc=None, corr=0.97, target="bench.data.circles.CirclesDataModule"):
-    curv = curv or [2.0 * math.exp(-(math.log10(a) / 1.2) ** 2) - 0.05 for a in ALPHAS]  # an inverted U
-    acc = acc or [0.5 + 0.4 * math.exp(-((math.log10(a) + 0.5) / 1.0) ** 2) for a in ALPHAS]
+    curv = curv or [2.0 * math.exp(-((math.log10(a) / 1.2) ** 2)) - 0.05 for a in ALPHAS]  # an inverted U
+    acc = acc or [0.5 + 0.4 * math.exp(-(((math.log10(a) + 0.5) / 1.0) ** 2)) for a in ALPHAS]
     m = {"model/depth": 3, "inits/corr": corr}
     for a, c, t in zip(ALPHAS, curv, acc):
         m[point_name("curv/positive_curvature", alpha=a)] = c
-        m[point_name("curv/positive_curvature", temperature=a ** -3)] = c + temp_shift
+        m[point_name("curv/positive_curvature", temperature=a**-3)] = c + temp_shift
         m[point_name("curv/dim", alpha=a)] = 50.0
         m[point_name("identity/hessian_rel_err", alpha=a)] = 1e-15
         m[point_name("test/acc", alpha=a)] = t
@@ -109,11 +109,11 @@ def test_identity_fails_on_a_1e_6_gap_or_a_missing_point():
 
 
 def test_inverted_u_fails_for_a_monotone_curve_a_low_peak_or_a_high_tail():
-    monotone = [2.0 / (1 + a) for a in ALPHAS]              # high at small alpha
+    monotone = [2.0 / (1 + a) for a in ALPHAS]  # high at small alpha
     assert not outcome(C.inverted_u, [record(curv=monotone)]).passed
-    low = [0.8 * math.exp(-(math.log10(a)) ** 2) for a in ALPHAS]
+    low = [0.8 * math.exp(-((math.log10(a)) ** 2)) for a in ALPHAS]
     assert not outcome(C.inverted_u, [record(curv=low)]).passed
-    tail = [2.0 * math.exp(-(math.log10(a) / 1.2) ** 2) + (0.5 if a > 100 else 0) for a in ALPHAS]
+    tail = [2.0 * math.exp(-((math.log10(a) / 1.2) ** 2)) + (0.5 if a > 100 else 0) for a in ALPHAS]
     assert not outcome(C.inverted_u, [record(curv=tail)]).passed
 
 
@@ -122,7 +122,7 @@ def test_gradient_claim_uses_the_worst_seed():
 
 
 def test_best_accuracy_at_the_peak_fails_the_trend():
-    at_peak = [0.5 + 0.4 * math.exp(-(math.log10(a)) ** 2) for a in ALPHAS]   # best exactly at alpha = 1
+    at_peak = [0.5 + 0.4 * math.exp(-((math.log10(a)) ** 2)) for a in ALPHAS]  # best exactly at alpha = 1
     res = outcome(C.best_not_at_peak, [record(acc=at_peak)])
     assert not res.passed and res.measured["circles"]["best_alpha"] == pytest.approx(1.0)
 
@@ -149,8 +149,14 @@ def test_a_run_rejects_non_positive_alphas_and_a_too_large_exact_hessian(run_ben
     with pytest.raises(BenchError, match="must all be finite and > 0"):
         run_bench(["task=goldilocks", "profile=smoke", "goldilocks.alphas=[0.0,1.0,10.0]"])
     with pytest.raises(BenchError, match=r"1,184 parameters.*curvature.mode=subspace"):
-        run_bench(["task=goldilocks", "profile=smoke", "goldilocks.curvature.mode=exact",
-                   "goldilocks.curvature.max_hessian_gb=0.001"])
+        run_bench(
+            [
+                "task=goldilocks",
+                "profile=smoke",
+                "goldilocks.curvature.mode=exact",
+                "goldilocks.curvature.max_hessian_gb=0.001",
+            ]
+        )
     assert not (tmp_path / "results").exists() or not list((tmp_path / "results").rglob("*.json"))
 
 
@@ -160,6 +166,6 @@ def test_smoke_run_records_named_sweep_points(run_bench):
     for a in (0.01, 1.0, 100.0):
         for name in ("curv/positive_curvature", "test/acc", "train/acc", "identity/curv_abs_diff"):
             assert point_name(name, alpha=a) in m, point_name(name, alpha=a)
-        assert point_name("curv/positive_curvature", temperature=a ** -3) in m
+        assert point_name("curv/positive_curvature", temperature=a**-3) in m
     assert m["identity/max_curv_abs_diff"] <= 1e-8
     assert {c["name"][:3] for c in rec["claims"]} >= {"(a)", "(c)"}

@@ -60,8 +60,9 @@ def test_erm_stage_is_cached_and_reused(run_bench, tmp_path):
     assert len(caches) == 1 and (caches[0] / "result.pt").is_file()
     run_dir = tmp_path / "runs" / "group_priors" / second["run_id"]
     assert not (run_dir / "stages" / "erm").exists()  # not retrained
-    assert {k: v for k, v in first["metrics"].items() if k.startswith("erm/")} == \
-        {k: v for k, v in second["metrics"].items() if k.startswith("erm/")}
+    assert {k: v for k, v in first["metrics"].items() if k.startswith("erm/")} == {
+        k: v for k, v in second["metrics"].items() if k.startswith("erm/")
+    }
     # a fresh work_dir (ERM retrained) gives the same numbers as the run that reused the cache
     again = run_bench(["task=group_priors", "profile=smoke", "method=dfr", f"work_dir={tmp_path / 'other'}"])
     assert again["metrics"]["test/worst_group_acc"] == second["metrics"]["test/worst_group_acc"]
@@ -162,8 +163,18 @@ def test_gap_objective_matches_hand_computation(rho):
     ctx_x, ctx_y = torch.randn(1, 3).repeat(8, 1), torch.tensor([1] * 8)  # one example: L_C is deterministic
     context = {"x": ctx_x, "y": ctx_y, "group": torch.zeros(8, dtype=torch.long)}
     tau, pp, n_train = 15.0, 500.0, 40
-    module = GAPModule(net, context=context, num_groups=1, num_train=n_train, tau=tau, rho=rho, s=4.0,
-                       prior_precision=pp, context_size=5, last_layer_only=True)
+    module = GAPModule(
+        net,
+        context=context,
+        num_groups=1,
+        num_train=n_train,
+        tau=tau,
+        rho=rho,
+        s=4.0,
+        prior_precision=pp,
+        context_size=5,
+        last_layer_only=True,
+    )
     w0, b0 = net.classifier.weight.detach().clone(), net.classifier.bias.detach().clone()
     with torch.no_grad():  # move theta away from theta_0 so the prior term is non-zero
         net.classifier.weight.add_(0.1)
@@ -200,7 +211,7 @@ def test_dfr_on_separable_features_reaches_full_worst_group_accuracy():
         ys, gs, fs = [], [], []
         for g, n in enumerate(n_per_group):
             y, a = g // 2, g % 2
-            core = (2 * y - 1) * (1.0 + rng.uniform(0, 1, n))          # separable by sign, margin 1
+            core = (2 * y - 1) * (1.0 + rng.uniform(0, 1, n))  # separable by sign, margin 1
             spurious = (2 * a - 1) * 3.0 + 0.1 * rng.standard_normal(n)  # the attribute, clean
             fs.append(np.column_stack([core, spurious, rng.standard_normal((n, 6))]))
             ys.append(np.full(n, y))
@@ -312,9 +323,19 @@ def test_wilds_celeba_layout_and_a_run(run_bench, tmp_path):
     dm = WildsGroupDataModule(root=str(tmp_path), name="celeba", image_size=8)
     dm.setup()
     assert sorted(torch.cat([dm.splits[s]["group"] for s in ("train", "val", "test")]).tolist()) == sorted(
-        [2 * (i % 2) + (i // 2) % 2 for i in range(24)])
-    rec = run_bench(["task=group_priors", "profile=smoke", "method=dfr", "data=celeba", f"data.root={tmp_path}",
-                     "data.image_size=8", "dfr.num_subsets=1"])
+        [2 * (i % 2) + (i // 2) % 2 for i in range(24)]
+    )
+    rec = run_bench(
+        [
+            "task=group_priors",
+            "profile=smoke",
+            "method=dfr",
+            "data=celeba",
+            f"data.root={tmp_path}",
+            "data.image_size=8",
+            "dfr.num_subsets=1",
+        ]
+    )
     assert sum(rec["metrics"][f"test/group_count/{g}"] for g in range(4)) == len(dm.splits["test"]["y"])
 
 
@@ -340,8 +361,11 @@ def test_group_without_training_examples_warns_and_leaves_the_minimum(run_bench)
 
 # -- claims --------------------------------------------------------------------------------------------------------
 def _record(method, seed, wga, acc, tau=15.0):
-    return {"seed": seed, "config": {"method": method, "gap": {"tau": tau}},
-            "metrics": {"test/worst_group_acc": wga, "test/acc": acc}}
+    return {
+        "seed": seed,
+        "config": {"method": method, "gap": {"tau": tau}},
+        "metrics": {"test/worst_group_acc": wga, "test/acc": acc},
+    }
 
 
 def test_claims_logic():
@@ -350,13 +374,18 @@ def test_claims_logic():
 
     recs = []
     for s in range(3):
-        recs += [_record("erm", s, 0.70 + 0.01 * s, 0.95), _record("dfr", s, 0.90 + 0.01 * s, 0.93),
-                 _record("gap_last_layer", s, 0.91 + 0.005 * s, 0.94),
-                 _record("gap_last_layer", s, 0.85 + 0.01 * s, 0.94, tau=0.0)]
+        recs += [
+            _record("erm", s, 0.70 + 0.01 * s, 0.95),
+            _record("dfr", s, 0.90 + 0.01 * s, 0.93),
+            _record("gap_last_layer", s, 0.91 + 0.005 * s, 0.94),
+            _record("gap_last_layer", s, 0.85 + 0.01 * s, 0.94, tau=0.0),
+        ]
     results = {r.name[:3]: r for r in evaluate(CLAIMS, RecordSet(recs))}
     assert all(r.passed for r in results.values())
     # ERM as good as DFR: (b) fails; GAP far below DFR: (c) fails; tau = 0 better: (d) fails
-    bad = [_record("erm", s, 0.90, 0.92) for s in range(3)] + [_record("dfr", s, 0.92 + 0.01 * s, 0.93) for s in range(3)]
+    bad = [_record("erm", s, 0.90, 0.92) for s in range(3)] + [
+        _record("dfr", s, 0.92 + 0.01 * s, 0.93) for s in range(3)
+    ]
     bad += [_record("gap_last_layer", s, 0.80 + 0.01 * s, 0.9) for s in range(3)]
     bad += [_record("gap_last_layer", s, 0.85, 0.9, tau=0.0) for s in range(3)]
     results = {r.name[:3]: r for r in evaluate(CLAIMS, RecordSet(bad))}

@@ -72,7 +72,10 @@ def test_no_cot_layout_and_mask():
     assert masked == [1, 15]  # the answer s_L = 1 and the closing EoS, nothing else
     assert enc["mask"][0].nonzero().flatten().tolist() == [5, 6]
     short = encode("parity", x[:, :2], recurrence("parity", x[:, :2]), cot=False, n_len=4, tokens=TOKENS)
-    assert short["x"][0].tolist() == [12, 1, 1, 14, 0, 15, 15] and short["mask"][0].nonzero().flatten().tolist() == [3, 4]
+    assert short["x"][0].tolist() == [12, 1, 1, 14, 0, 15, 15] and short["mask"][0].nonzero().flatten().tolist() == [
+        3,
+        4,
+    ]
 
 
 def test_datamodule_mask_matches_eoi_positions_for_every_sequence():
@@ -87,7 +90,10 @@ def test_datamodule_mask_matches_eoi_positions_for_every_sequence():
             positions = (m.nonzero().flatten() + 1).tolist()  # seq positions of the masked targets
             assert positions == list(range(eoi + 1, eoi + L + 2))
             assert seq[positions[-1]] == dm.tokens["eos"]
-            assert recurrence("polynomial", x[1 : L + 1][None], dm.modulus)[0].tolist() == seq[eoi + 1 : eoi + 1 + L].tolist()
+            assert (
+                recurrence("polynomial", x[1 : L + 1][None], dm.modulus)[0].tolist()
+                == seq[eoi + 1 : eoi + 1 + L].tolist()
+            )
 
 
 def test_train_and_test_share_no_sequence():
@@ -263,29 +269,50 @@ def test_eval_lengths_need_enough_distinct_test_sequences():
 
 
 # -- claims on synthetic records ------------------------------------------------------------------------------
-def _single(cot: bool, seed: int, acc: float, ratio: float = 3.0, epochs_to_95: float | None = 30.0,
-            every: int = 1) -> dict:
-    cfg = {"pipeline": "single", "data": {"problem": "parity", "cot": cot, "n_len": 12, "seed": seed},
-           "trainer": {"max_epochs": 100}, "model": {"width": 64},
-           "callbacks": {"iteration_head": {"every_n_epochs": every}}}
+def _single(
+    cot: bool, seed: int, acc: float, ratio: float = 3.0, epochs_to_95: float | None = 30.0, every: int = 1
+) -> dict:
+    cfg = {
+        "pipeline": "single",
+        "data": {"problem": "parity", "cot": cot, "n_len": 12, "seed": seed},
+        "trainer": {"max_epochs": 100},
+        "model": {"width": 64},
+        "callbacks": {"iteration_head": {"every_n_epochs": every}},
+    }
     m = {"test/acc": acc}
     if cot:
-        m.update({"test/attn/l2_mass_ratio": ratio, "test/attn/l2_mass_xt": 0.3, "test/attn/l2_peak_xt": 0.1,
-                  "test/attn/l1_mass_eoi": 0.5, "epochs_to_95": epochs_to_95})
+        m.update(
+            {
+                "test/attn/l2_mass_ratio": ratio,
+                "test/attn/l2_mass_xt": 0.3,
+                "test/attn/l2_peak_xt": 0.1,
+                "test/attn/l1_mass_eoi": 0.5,
+                "epochs_to_95": epochs_to_95,
+            }
+        )
     return {"config": cfg, "seed": seed, "metrics": m}
 
 
 def _transfer(seed: int, full: float | None, every: int = 1) -> dict:
-    cfg = {"pipeline": "transfer", "data": {"problem": "parity", "cot": True, "n_len": 12, "seed": seed},
-           "trainer": {"max_epochs": 100}, "model": {"width": 64},
-           "transfer": {"source": "polynomial", "target": "parity", "finetune_epochs": 40,
-                        "eval_every_n_epochs": every}}
+    cfg = {
+        "pipeline": "transfer",
+        "data": {"problem": "parity", "cot": True, "n_len": 12, "seed": seed},
+        "trainer": {"max_epochs": 100},
+        "model": {"width": 64},
+        "transfer": {"source": "polynomial", "target": "parity", "finetune_epochs": 40, "eval_every_n_epochs": every},
+    }
     metrics = {"full/reached_95": float(full is not None), "full/epochs_to_95": full}
     return {"config": cfg, "seed": seed, "metrics": metrics}
 
 
-def _plan(cot=(0.97, 0.98, 0.99), plain=(0.45, 0.5, 0.55), ratio=(3.0, 3.0, 3.0), scratch=(30.0, 35.0, None),
-          full=(5.0, 8.0, 12.0), every_single=1) -> RecordSet:
+def _plan(
+    cot=(0.97, 0.98, 0.99),
+    plain=(0.45, 0.5, 0.55),
+    ratio=(3.0, 3.0, 3.0),
+    scratch=(30.0, 35.0, None),
+    full=(5.0, 8.0, 12.0),
+    every_single=1,
+) -> RecordSet:
     recs = [_single(True, s, cot[s], ratio[s], scratch[s], every_single) for s in range(3)]
     recs += [_single(False, s, plain[s]) for s in range(3)]
     recs += [_transfer(s, full[s]) for s in range(3)]
@@ -300,14 +327,17 @@ def test_iteration_heads_claims_pass_on_the_papers_findings():
     assert out.measured["n"] == 3 and out.measured["speedup"] == pytest.approx((25 + 27 + 29) / 3)  # 41 - 12 = 29
 
 
-@pytest.mark.parametrize("check, plan", [
-    (C.cot_beats_no_cot, dict(cot=(0.99, 0.99, 0.90))),        # one CoT seed below 0.95
-    (C.cot_beats_no_cot, dict(plain=(0.45, 0.5, 0.70))),       # one no-CoT seed above 0.65
-    (C.layer2_attends_to_xt, dict(ratio=(3.0, 1.5, 3.0))),     # one seed below 2x uniform
-    (C.pretraining_speeds_up_parity, dict(full=(5.0, 40.0, 12.0))),  # one seed slower than scratch (35)
-    (C.pretraining_speeds_up_parity, dict(full=(5.0, 8.0, None))),   # censored both: no speed-up on seed 2
-    (C.pretraining_speeds_up_parity, dict(every_single=5)),    # scratch curve sampled every 5 epochs
-])
+@pytest.mark.parametrize(
+    "check, plan",
+    [
+        (C.cot_beats_no_cot, dict(cot=(0.99, 0.99, 0.90))),  # one CoT seed below 0.95
+        (C.cot_beats_no_cot, dict(plain=(0.45, 0.5, 0.70))),  # one no-CoT seed above 0.65
+        (C.layer2_attends_to_xt, dict(ratio=(3.0, 1.5, 3.0))),  # one seed below 2x uniform
+        (C.pretraining_speeds_up_parity, dict(full=(5.0, 40.0, 12.0))),  # one seed slower than scratch (35)
+        (C.pretraining_speeds_up_parity, dict(full=(5.0, 8.0, None))),  # censored both: no speed-up on seed 2
+        (C.pretraining_speeds_up_parity, dict(every_single=5)),  # scratch curve sampled every 5 epochs
+    ],
+)
 def test_iteration_heads_claims_fail_when_the_finding_is_absent(check, plan):
     out = check(_plan(**plan))
     assert out is not None and not out.passed, out

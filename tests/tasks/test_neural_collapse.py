@@ -88,8 +88,15 @@ def _setup(eval_batch_size=1024, seed=0):
     return trainer, SimpleNamespace(net=net, device=torch.device("cpu"))
 
 
-ATTACK = {"_target_": "bench.attacks.standard.pgd_linf", "_partial_": True, "name": "pgd_linf", "eps": [0.2],
-          "steps": 2, "step_size": 0.5, "random_start": True}
+ATTACK = {
+    "_target_": "bench.attacks.standard.pgd_linf",
+    "_partial_": True,
+    "name": "pgd_linf",
+    "eps": [0.2],
+    "steps": 2,
+    "step_size": 0.5,
+    "random_start": True,
+}
 
 
 def test_max_train_samples_is_exact():
@@ -138,9 +145,21 @@ def test_init_nc1_is_measured_in_eval_mode():
 
 
 def _fit(tmp_path, *overrides):
-    args = [sys.executable, "-m", "bench", "fit", "task=neural_collapse", "profile=smoke", "logger=none",
-            "data.eval_batch_size=50", "callbacks.neural_collapse.max_train_samples=301", "print_summary=false",
-            f"results_dir={tmp_path}/results", f"work_dir={tmp_path}/runs", *overrides]
+    args = [
+        sys.executable,
+        "-m",
+        "bench",
+        "fit",
+        "task=neural_collapse",
+        "profile=smoke",
+        "logger=none",
+        "data.eval_batch_size=50",
+        "callbacks.neural_collapse.max_train_samples=301",
+        "print_summary=false",
+        f"results_dir={tmp_path}/results",
+        f"work_dir={tmp_path}/runs",
+        *overrides,
+    ]
     r = subprocess.run(args, capture_output=True, text=True, cwd=tmp_path, timeout=600)
     assert r.returncode == 0, r.stderr[-3000:]
 
@@ -246,17 +265,41 @@ def _metrics(method: str, seed: int) -> dict:
     """A record that passes every claim: ST collapses cleanly but not under PGD, AT collapses on both, TRADES is
     robust and less collapsed, layer 1 keeps more collapse."""
     jitter = 1 + 0.01 * seed
-    m = {"nc/init/clean/nc1": 1.0, "nc/noise/nc1": 0.06 * jitter, "nc/pgd/align_cos": 0.95,
-         "nc/layer1/clean/nc1": 0.5, "nc/test_pgd/ncc_acc": 0.60, "nc/test_pgd/net_acc": 0.62}
+    m = {
+        "nc/init/clean/nc1": 1.0,
+        "nc/noise/nc1": 0.06 * jitter,
+        "nc/pgd/align_cos": 0.95,
+        "nc/layer1/clean/nc1": 0.5,
+        "nc/test_pgd/ncc_acc": 0.60,
+        "nc/test_pgd/net_acc": 0.62,
+    }
     if method == "st":
-        m.update({"nc/clean/nc1": 0.05 * jitter, "nc/pgd/nc1": 2.0 * jitter, "nc/layer1/pgd/nc1": 1.0,
-                  "test/robust_acc": 0.01})
+        m.update(
+            {
+                "nc/clean/nc1": 0.05 * jitter,
+                "nc/pgd/nc1": 2.0 * jitter,
+                "nc/layer1/pgd/nc1": 1.0,
+                "test/robust_acc": 0.01,
+            }
+        )
     elif method == "at":
-        m.update({"nc/clean/nc1": 0.04 * jitter, "nc/pgd/nc1": 0.08 * jitter, "nc/layer1/pgd/nc1": 0.6,
-                  "test/robust_acc": 0.60})
+        m.update(
+            {
+                "nc/clean/nc1": 0.04 * jitter,
+                "nc/pgd/nc1": 0.08 * jitter,
+                "nc/layer1/pgd/nc1": 0.6,
+                "test/robust_acc": 0.60,
+            }
+        )
     else:
-        m.update({"nc/clean/nc1": 0.09 * jitter, "nc/pgd/nc1": 0.2, "nc/layer1/pgd/nc1": 0.6,
-                  "test/robust_acc": 0.58 + 0.01 * seed})
+        m.update(
+            {
+                "nc/clean/nc1": 0.09 * jitter,
+                "nc/pgd/nc1": 0.2,
+                "nc/layer1/pgd/nc1": 0.6,
+                "test/robust_acc": 0.58 + 0.01 * seed,
+            }
+        )
     return m
 
 
@@ -283,26 +326,34 @@ def test_every_claim_passes_on_records_that_show_the_papers_findings():
     assert _outcome(C.st_clean_collapse).measured["n"] == 3
 
 
-@pytest.mark.parametrize("check, edit", [
-    # (a1) one seed whose clean NC1 fell only to 0.2 x init
-    (C.st_clean_collapse, {("st", 2): {"nc/clean/nc1": 0.2}}),
-    # (a2) the PGD gap is under 10x on one seed; noise doubles NC1 on one seed
-    (C.st_collapse_fragile, {("st", 1): {"nc/pgd/nc1": 0.4}}),
-    (C.st_collapse_fragile, {("st", 0): {"nc/noise/nc1": 0.11}}),
-    # (b) AT's clean NC1, its PGD NC1, or the alignment fails on one seed
-    (C.at_collapse_robust, {("at", 0): {"nc/clean/nc1": 0.15}}),
-    (C.at_collapse_robust, {("at", 1): {"nc/pgd/nc1": 0.5}}),
-    (C.at_collapse_robust, {("at", 2): {"nc/pgd/align_cos": 0.85}}),
-    # (c) NCC 8 points below the network on one seed
-    (C.at_ncc_matches_network, {("at", 1): {"nc/test_pgd/ncc_acc": 0.54}}),
-    # (d) TRADES not robust (AT's level - 0.1), or not robust above ST, or more collapsed than AT
-    (C.trades_robust_but_less_collapsed, {("trades", s): {"test/robust_acc": 0.5} for s in range(3)}),
-    (C.trades_robust_but_less_collapsed, {**{("trades", s): {"test/robust_acc": 0.05} for s in range(3)},
-                                          **{("at", s): {"test/robust_acc": 0.06} for s in range(3)}}),
-    (C.trades_robust_but_less_collapsed, {("trades", s): {"nc/clean/nc1": 0.03} for s in range(3)}),
-    # (e) layer 1 loses more collapse than the last layer
-    (C.earlier_layers_keep_collapse, {("st", s): {"nc/layer1/pgd/nc1": 40.0} for s in range(3)}),
-])
+@pytest.mark.parametrize(
+    "check, edit",
+    [
+        # (a1) one seed whose clean NC1 fell only to 0.2 x init
+        (C.st_clean_collapse, {("st", 2): {"nc/clean/nc1": 0.2}}),
+        # (a2) the PGD gap is under 10x on one seed; noise doubles NC1 on one seed
+        (C.st_collapse_fragile, {("st", 1): {"nc/pgd/nc1": 0.4}}),
+        (C.st_collapse_fragile, {("st", 0): {"nc/noise/nc1": 0.11}}),
+        # (b) AT's clean NC1, its PGD NC1, or the alignment fails on one seed
+        (C.at_collapse_robust, {("at", 0): {"nc/clean/nc1": 0.15}}),
+        (C.at_collapse_robust, {("at", 1): {"nc/pgd/nc1": 0.5}}),
+        (C.at_collapse_robust, {("at", 2): {"nc/pgd/align_cos": 0.85}}),
+        # (c) NCC 8 points below the network on one seed
+        (C.at_ncc_matches_network, {("at", 1): {"nc/test_pgd/ncc_acc": 0.54}}),
+        # (d) TRADES not robust (AT's level - 0.1), or not robust above ST, or more collapsed than AT
+        (C.trades_robust_but_less_collapsed, {("trades", s): {"test/robust_acc": 0.5} for s in range(3)}),
+        (
+            C.trades_robust_but_less_collapsed,
+            {
+                **{("trades", s): {"test/robust_acc": 0.05} for s in range(3)},
+                **{("at", s): {"test/robust_acc": 0.06} for s in range(3)},
+            },
+        ),
+        (C.trades_robust_but_less_collapsed, {("trades", s): {"nc/clean/nc1": 0.03} for s in range(3)}),
+        # (e) layer 1 loses more collapse than the last layer
+        (C.earlier_layers_keep_collapse, {("st", s): {"nc/layer1/pgd/nc1": 40.0} for s in range(3)}),
+    ],
+)
 def test_each_clause_fails_when_its_finding_is_absent(check, edit):
     out = _outcome(check, edit)
     assert out is not None and not out.passed, out

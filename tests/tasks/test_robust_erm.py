@@ -61,7 +61,9 @@ def test_l2_l1_worst_case_is_attained_and_not_beaten(p):
 
 
 def test_parse_p_rejects_other_norms():
-    assert parse_p("inf") == math.inf and parse_p(2) == 2.0 and parse_p(1.0) == 1.0 and parse_p(float("inf")) == math.inf
+    assert (
+        parse_p("inf") == math.inf and parse_p(2) == 2.0 and parse_p(1.0) == 1.0 and parse_p(float("inf")) == math.inf
+    )
     for bad in (3, 0, "l3", -1):
         with pytest.raises(BenchError, match="threat.p"):
             parse_p(bad)
@@ -210,14 +212,25 @@ def test_smoke_single_problem_has_headline_metrics(run_bench):
 
 def test_smoke_linear_coordinate_descent_is_sparse(run_bench):
     """CD from w0 = 0 touches at most one coordinate per step: 3 steps leave at most 3 nonzero weights."""
-    rec = run_bench(["task=robust_erm", "profile=smoke", "optimizer=cd", "data.m=16", "threat.c=0.5",
-                     "linear.steps=3", "linear.steps_per_call=3"])
+    rec = run_bench(
+        [
+            "task=robust_erm",
+            "profile=smoke",
+            "optimizer=cd",
+            "data.m=16",
+            "threat.c=0.5",
+            "linear.steps=3",
+            "linear.steps_per_call=3",
+        ]
+    )
     m = rec["metrics"]
     assert m["w/l1_over_l2"] <= math.sqrt(3) + 1e-6  # ||w||_1 / ||w||_2 <= sqrt(#nonzeros)
     assert "test/robust_acc" in m and m["problem/m"] == 16
 
 
-@pytest.mark.parametrize("method", [["model=diagonal_net"], ["model=diagonal_net", "optimizer=sign_gd"], ["optimizer=adam"]])
+@pytest.mark.parametrize(
+    "method", [["model=diagonal_net"], ["model=diagonal_net", "optimizer=sign_gd"], ["optimizer=adam"]]
+)
 def test_smoke_other_methods_and_absolute_radius(run_bench, method):
     rec = run_bench(["task=robust_erm", "profile=smoke", *method, "threat.eps=0.05", "threat.p=2", "data.m=16"])
     m = rec["metrics"]
@@ -236,16 +249,19 @@ def test_smoke_network(run_bench):
     assert Path(rec["artifacts"]["robust_acc_vs_train_eps"]).is_file()
 
 
-@pytest.mark.parametrize("overrides, match", [
-    (["threat.p=3"], "threat.p"),
-    (["threat.c=-0.5"], "threat.c"),
-    (["threat.eps=-0.1"], "threat.eps"),
-    (["data.m=0"], "data.m"),
-    (["data.teacher=sparse", "data.teacher_sparsity=17"], "teacher_sparsity"),
-    (["data.m=64", "data.label_noise=0.5"], "not linearly separable"),
-    (["part=network", "network.train_eps=-0.1"], "train_eps"),
-    (["part=both"], "part"),
-])
+@pytest.mark.parametrize(
+    "overrides, match",
+    [
+        (["threat.p=3"], "threat.p"),
+        (["threat.c=-0.5"], "threat.c"),
+        (["threat.eps=-0.1"], "threat.eps"),
+        (["data.m=0"], "data.m"),
+        (["data.teacher=sparse", "data.teacher_sparsity=17"], "teacher_sparsity"),
+        (["data.m=64", "data.label_noise=0.5"], "not linearly separable"),
+        (["part=network", "network.train_eps=-0.1"], "train_eps"),
+        (["part=both"], "part"),
+    ],
+)
 def test_bad_config_is_a_clear_error(run_bench, overrides, match):
     with pytest.raises(BenchError, match=match):
         run_bench(["task=robust_erm", "profile=smoke", *overrides])
@@ -254,8 +270,9 @@ def test_bad_config_is_a_clear_error(run_bench, overrides, match):
 def test_sparse_teacher_and_inputs():
     from bench.data.linear_teacher import LinearTeacherDataModule
 
-    dm = LinearTeacherDataModule(d=40, m=[10, 30], n_test=200, teacher="sparse", teacher_sparsity=3, inputs="sparse",
-                                 input_density=0.05, seed=0)
+    dm = LinearTeacherDataModule(
+        d=40, m=[10, 30], n_test=200, teacher="sparse", teacher_sparsity=3, inputs="sparse", input_density=0.05, seed=0
+    )
     dm.setup()
     assert int((dm.teacher != 0).sum()) == 3
     for split in ("train", "test"):
@@ -270,10 +287,24 @@ def _record(model: str, opt: str, seed: int, values: dict, part: str = "linear")
     metrics = {}
     for (m, c), (ra, ratio) in values.items():
         pre = f"m={m}/c={c:g}/"
-        metrics.update({pre + "problem/m": m, pre + "problem/c": c, pre + "problem/d": 256,
-                        pre + "test/robust_acc": ra, pre + "w/l1_over_l2": ratio})
-    return {"config": {"part": part, "model": {"_target_": f"bench.models.linear.{model}"},
-                       "optimizer": {"_target_": f"bench.optim.steepest.{opt}"}}, "seed": seed, "metrics": metrics}
+        metrics.update(
+            {
+                pre + "problem/m": m,
+                pre + "problem/c": c,
+                pre + "problem/d": 256,
+                pre + "test/robust_acc": ra,
+                pre + "w/l1_over_l2": ratio,
+            }
+        )
+    return {
+        "config": {
+            "part": part,
+            "model": {"_target_": f"bench.models.linear.{model}"},
+            "optimizer": {"_target_": f"bench.optim.steepest.{opt}"},
+        },
+        "seed": seed,
+        "metrics": metrics,
+    }
 
 
 def test_claims_pass_on_paper_like_numbers_and_fail_when_reversed():
@@ -312,8 +343,17 @@ def test_network_part_on_mnist_files(run_bench, tmp_path):
     for split, y in labels.items():
         _write_idx(raw / f"{split}-images-idx3-ubyte", rng.integers(0, 256, (len(y), 28, 28)), 2051)
         _write_idx(raw / f"{split}-labels-idx1-ubyte", y, 2049)
-    rec = run_bench(["task=robust_erm", "profile=smoke", "part=network", "data@network.data=mnist",
-                     "~network.data.test_fraction", f"network.data.root={tmp_path / 'mnist'}", "network.data.classes=[2,7]"])
+    rec = run_bench(
+        [
+            "task=robust_erm",
+            "profile=smoke",
+            "part=network",
+            "data@network.data=mnist",
+            "~network.data.test_fraction",
+            f"network.data.root={tmp_path / 'mnist'}",
+            "network.data.classes=[2,7]",
+        ]
+    )
     m = rec["metrics"]
     assert m["test/class_count/0"] == 2 and m["test/class_count/1"] == 1  # the 2s and the 7 of the test file
     assert m["train/class_count/0"] == 3 and m["train/class_count/1"] == 3
@@ -324,8 +364,12 @@ def _paper_like(gd_robust_by_m: dict, cd_robust_by_m: dict, diag_shift: float = 
     """GD / CD / diagonal-net records over 3 seeds with given robust accuracies at c = 0.5 (c = 0 fixed)."""
     out = []
     for s, j in enumerate([0.0, 0.004, -0.003]):
-        gd = {(m, 0.5): (v + j, 11.0) for m, v in gd_robust_by_m.items()} | {(m, 0.0): (0.7 + j, 13.0) for m in gd_robust_by_m}
-        cd = {(m, 0.5): (v - j, 5.0) for m, v in cd_robust_by_m.items()} | {(m, 0.0): (0.68 - j, 6.0) for m in cd_robust_by_m}
+        gd = {(m, 0.5): (v + j, 11.0) for m, v in gd_robust_by_m.items()} | {
+            (m, 0.0): (0.7 + j, 13.0) for m in gd_robust_by_m
+        }
+        cd = {(m, 0.5): (v - j, 5.0) for m, v in cd_robust_by_m.items()} | {
+            (m, 0.0): (0.68 - j, 6.0) for m in cd_robust_by_m
+        }
         out.append(_record("LinearPredictor", "GD", s, gd))
         out.append(_record("LinearPredictor", "CoordinateDescent", s, cd))
         out.append(_record("DiagonalNet", "GD", s, {k: (v[0] + diag_shift, v[1]) for k, v in cd.items()}))
@@ -354,9 +398,14 @@ def _network_record(opt: str, seed: int, acc_by_eps: dict) -> dict:
     metrics = {}
     for e, (clean, robust) in acc_by_eps.items():
         pre = f"train_eps={e:g}/"
-        metrics.update({pre + "problem/train_eps": e, pre + "test/acc": clean, pre + f"test/robust_acc@eps={e:g}": robust})
-    return {"config": {"part": "network", "optimizer": {"_target_": f"bench.optim.steepest.{opt}"}}, "seed": seed,
-            "metrics": metrics}
+        metrics.update(
+            {pre + "problem/train_eps": e, pre + "test/acc": clean, pre + f"test/robust_acc@eps={e:g}": robust}
+        )
+    return {
+        "config": {"part": "network", "optimizer": {"_target_": f"bench.optim.steepest.{opt}"}},
+        "seed": seed,
+        "metrics": metrics,
+    }
 
 
 def test_claim_e_compares_the_optimizer_spread_robust_vs_clean():
@@ -366,11 +415,14 @@ def test_claim_e_compares_the_optimizer_spread_robust_vs_clean():
         out = []
         for s in range(2):
             for i, opt in enumerate(("GD", "SignGD", "Adam")):
-                out.append(_network_record(opt, s, {0.0: (0.95 + 0.005 * i, 0.95 + 0.005 * i),
-                                                    0.1: (0.9, 0.5 + robust_spread * i / 2)}))
+                out.append(
+                    _network_record(
+                        opt, s, {0.0: (0.95 + 0.005 * i, 0.95 + 0.005 * i), 0.1: (0.9, 0.5 + robust_spread * i / 2)}
+                    )
+                )
         return RecordSet(out)
 
-    assert claim_e(records(0.2)).passed       # spread 0.2 at eps 0.1 vs 0.01 at eps 0
+    assert claim_e(records(0.2)).passed  # spread 0.2 at eps 0.1 vs 0.01 at eps 0
     assert not claim_e(records(0.004)).passed  # the optimizers differ less under attack than clean
     assert claim_e(RecordSet([])) is None
 
@@ -380,8 +432,16 @@ def test_coordinate_descent_with_line_search_is_stable_at_any_dimension(run_benc
     """A fixed CD step diverges once the loss's curvature along a coordinate exceeds 2 / lr (issue 16: lr 1 went to
     NaN at d = 128 for some seeds). At lr 4 a fixed step diverges at once; the line search backtracks from it and
     every run ends finite, at two dimensions and several seeds."""
-    base = ["task=robust_erm", "profile=smoke", "optimizer=cd", "optimizer.lr=4", f"data.d={d}", "data.m=64",
-            "threat.c=0.5", "linear.steps=400"]
+    base = [
+        "task=robust_erm",
+        "profile=smoke",
+        "optimizer=cd",
+        "optimizer.lr=4",
+        f"data.d={d}",
+        "data.m=64",
+        "threat.c=0.5",
+        "linear.steps=400",
+    ]
     with pytest.raises(NonFiniteLossError):
         run_bench(base + ["seed=0"])
     for seed in (0, 1, 2):

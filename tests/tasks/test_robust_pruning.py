@@ -120,17 +120,19 @@ def test_grand_equals_a_loop_over_examples_with_autograd():
     for i in range(11):
         net.zero_grad()
         F.cross_entropy(net(x[i : i + 1]), y[i : i + 1]).backward()
-        direct = torch.sqrt(sum((p.grad ** 2).sum() for p in net.parameters()))
+        direct = torch.sqrt(sum((p.grad**2).sum() for p in net.parameters()))
         assert math.isclose(float(got[i]), float(direct), rel_tol=1e-5)
 
 
 def test_forgetting_counts_correct_to_incorrect_flips_of_a_scripted_sequence():
-    correct = torch.tensor([
-        [1, 0, 1, 0, 1],   # learned, forgotten, learned, forgotten, learned: 2 events
-        [0, 0, 1, 1, 1],   # learned once, never forgotten: 0
-        [1, 1, 1, 1, 0],   # forgotten at the end: 1
-        [0, 0, 0, 0, 0],   # never learned: more than any learned example (T + 1 = 6)
-    ]).T.bool()            # (T, N)
+    correct = torch.tensor(
+        [
+            [1, 0, 1, 0, 1],  # learned, forgotten, learned, forgotten, learned: 2 events
+            [0, 0, 1, 1, 1],  # learned once, never forgotten: 0
+            [1, 1, 1, 1, 0],  # forgotten at the end: 1
+            [0, 0, 0, 0, 0],  # never learned: more than any learned example (T + 1 = 6)
+        ]
+    ).T.bool()  # (T, N)
     assert S.forgetting(correct).tolist() == [2.0, 0.0, 1.0, 6.0]
 
 
@@ -171,8 +173,11 @@ def test_priors_in_the_ratio_of_the_stds_equalise_the_class_errors():
 
 # -- claims on synthetic records ---------------------------------------------------------------------------------
 def _record(method: str, density: float, seed: int, wca: float, acc: float) -> dict:
-    return {"seed": seed, "config": {"method": method, "robust_pruning": {"density": density}},
-            "metrics": {"test/worst_class_acc": wca, "test/acc": acc}}
+    return {
+        "seed": seed,
+        "config": {"method": method, "robust_pruning": {"density": density}},
+        "metrics": {"test/worst_class_acc": wca, "test/acc": acc},
+    }
 
 
 def _records(drop_gain: float, drop_cost: float, bias: float) -> RecordSet:
@@ -295,8 +300,20 @@ def test_cifar_files_with_a_cnn(run_bench, tmp_path):
     from test_data import write_fake_cifar10
 
     write_fake_cifar10(tmp_path / "cifar", n_per_batch=40)
-    rec = run_bench(["task=robust_pruning", "profile=smoke", "data=cifar10", f"data.root={tmp_path / 'cifar'}",
-                     "~data.num_samples", "model=small_cnn", "~model.hidden", "model.mean=0.5", "model.std=0.25",
-                     "model.channels=[4,8]",
-                     "method=grand", "robust_pruning.density=0.5"])
+    rec = run_bench(
+        [
+            "task=robust_pruning",
+            "profile=smoke",
+            "data=cifar10",
+            f"data.root={tmp_path / 'cifar'}",
+            "~data.num_samples",
+            "model=small_cnn",
+            "~model.hidden",
+            "model.mean=0.5",
+            "model.std=0.25",
+            "model.channels=[4,8]",
+            "method=grand",
+            "robust_pruning.density=0.5",
+        ]
+    )
     assert rec["metrics"]["prune/kept"] == 100 and rec["metrics"]["test/acc"] is not None

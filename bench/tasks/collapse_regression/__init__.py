@@ -5,13 +5,15 @@ the studies listed in ``collapse.studies``; each simulated number is a mean over
 error (``_se`` = std ddof=1 / sqrt(reps)) and, for the linear studies, the closed-form theory beside it.
 
 Record metrics (``<n>`` a generation, ``<tag>`` = ``d<d>_T<T>_T0<T0>_<spectrum>``):
-  ridgeless/d=<d>/T=<T>/T0=<T0>/spectrum=<s>/generation=<n>/{err, err_se, theory}   OLS chain + OLS downstream; theory = the exact formula
+  ridgeless/d=<d>/T=<T>/T0=<T0>/spectrum=<s>/generation=<n>/{err, err_se, theory}
+                                               OLS chain + OLS downstream; theory = the exact formula
   overparam/d=<d>/T0=<T0>/generation=<n>/{err, err_se, theory}   noise-free min-norm chain, ||w_n - w0||^2
   ridge/generation=<n>/{fixed, clean_tuned, adaptive}/{err, err_se, theory, lambda}
                                                 ridge downstream with the fixed small lambda, the lambda tuned at
                                                 n = 0 (theory argmin) and the adaptive lambda(T, n) (theory argmin)
   ridge/generation=<n>/best_lambda, best_lambda_theory    argmin over the simulated lambda grid / adaptive lambda
-  ridge/generation=<n>/{adaptive_gain, clean_tuned_gain}[_se]   paired error differences (fixed - adaptive, clean_tuned -
+  ridge/generation=<n>/{adaptive_gain, clean_tuned_gain}[_se]
+                                               paired error differences (fixed - adaptive, clean_tuned -
                                                 adaptive), same repetitions
   ridge/{fixed, clean_tuned}/{slope, slope_se, curvature, curvature_se, slope_theory}
                                                 per-repetition line / quadratic fits of error vs n

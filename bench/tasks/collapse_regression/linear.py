@@ -47,8 +47,9 @@ def least_squares(x: Tensor, y: Tensor) -> Tensor:
     return (xt @ torch.linalg.solve(x @ xt, y.unsqueeze(-1))).squeeze(-1)
 
 
-def generation_chain(w0: Tensor, eigs: Tensor, T0: int, generations: int, sigma0: float, reps: int,
-                     generator: torch.Generator) -> Tensor:
+def generation_chain(
+    w0: Tensor, eigs: Tensor, T0: int, generations: int, sigma0: float, reps: int, generator: torch.Generator
+) -> Tensor:
     """(reps, generations + 1, d): w_hat_0 = w0, w_hat_k = least squares on T0 inputs labelled by w_hat_{k-1}."""
     w = w0.to(eigs.dtype).expand(reps, -1).clone()
     out = [w]
@@ -60,8 +61,9 @@ def generation_chain(w0: Tensor, eigs: Tensor, T0: int, generations: int, sigma0
     return torch.stack(out, dim=1)
 
 
-def ridge_errors(chain: Tensor, w0: Tensor, eigs: Tensor, T: int, sigma: float, lambdas: Tensor,
-                 generator: torch.Generator) -> Tensor:
+def ridge_errors(
+    chain: Tensor, w0: Tensor, eigs: Tensor, T: int, sigma: float, lambdas: Tensor, generator: torch.Generator
+) -> Tensor:
     """Downstream ridge on T fresh samples (inputs and noise shared by every generation and lambda) labelled by
     each generation of ``chain`` (reps, G, d); see :func:`ridge_errors_on`. Returns (reps, G, L)."""
     x = gaussian_inputs(chain.shape[0], T, eigs, generator)
@@ -81,16 +83,16 @@ def ridge_errors_on(x: Tensor, eps: Tensor, chain: Tensor, w0: Tensor, eigs: Ten
     lam = lambdas.expand(G, -1) if lambdas.dim() == 1 else lambdas
     if lam.shape[0] != G:
         raise ValueError(f"lambdas has {lam.shape[0]} rows for {G} generations")
-    gram = x.transpose(1, 2) @ x / T                                        # (reps, d, d)
+    gram = x.transpose(1, 2) @ x / T  # (reps, d, d)
     s, v = torch.linalg.eigh(gram)
-    b = gram @ chain.transpose(1, 2) + (x.transpose(1, 2) @ eps.unsqueeze(-1)) / T   # X'y / T: (reps, d, G)
-    c = v.transpose(1, 2) @ b                                               # eigenbasis: (reps, d, G)
-    denom = s[:, :, None, None] + lam[None, None]                           # (reps, d, G, L)
+    b = gram @ chain.transpose(1, 2) + (x.transpose(1, 2) @ eps.unsqueeze(-1)) / T  # X'y / T: (reps, d, G)
+    c = v.transpose(1, 2) @ b  # eigenbasis: (reps, d, G)
+    denom = s[:, :, None, None] + lam[None, None]  # (reps, d, G, L)
     # lambda = 0 on a rank-deficient X: the pseudo-inverse (zero on the null space) gives the min-norm fit
     tol = s.max(dim=1, keepdim=True).values[:, :, None, None] * d * torch.finfo(s.dtype).eps
     inv = torch.where(denom > tol, 1.0 / denom.clamp_min(tol), torch.zeros((), dtype=s.dtype))
-    coef = inv * c[:, :, :, None]                                           # (reps, d, G, L)
-    w = torch.einsum("rij,rjgl->rigl", v, coef)                             # back to the input basis
+    coef = inv * c[:, :, :, None]  # (reps, d, G, L)
+    w = torch.einsum("rij,rjgl->rigl", v, coef)  # back to the input basis
     diff = w - w0.to(eigs.dtype)[None, :, None, None]
     return torch.einsum("i,rigl->rgl", eigs, diff * diff)
 

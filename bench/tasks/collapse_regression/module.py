@@ -16,9 +16,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from bench.harness.naming import point_name
 from bench.harness.errors import BenchError
 from bench.harness.module import BenchModule
+from bench.harness.naming import point_name
 from bench.tasks.collapse_regression.kernels import KERNELS, kernel_matrix, kernel_ridge_fit, median_distance
 from bench.tasks.collapse_regression.linear import in_chunks
 
@@ -32,14 +32,27 @@ class KernelRidgeChainModule(BenchModule):
     num_classes: the dimension of the one-hot target.
     """
 
-    def __init__(self, kernel: str = "rbf", lengthscale: float | None = None, lam: float = 1e-3, T: int = 400,
-                 T0: int = 400, generations: int = 5, sigma: float = 0.1, sigma0: float = 0.5,
-                 repetitions: int = 50, chunk: int = 10, num_classes: int = 10) -> None:
+    def __init__(
+        self,
+        kernel: str = "rbf",
+        lengthscale: float | None = None,
+        lam: float = 1e-3,
+        T: int = 400,
+        T0: int = 400,
+        generations: int = 5,
+        sigma: float = 0.1,
+        sigma0: float = 0.5,
+        repetitions: int = 50,
+        chunk: int = 10,
+        num_classes: int = 10,
+    ) -> None:
         super().__init__(net=None, optimizer=None)
         if kernel not in KERNELS:
             raise BenchError(f"unknown kernel {kernel!r}; use one of {', '.join(KERNELS)} (collapse.kernel.kernels)")
         if lam <= 0:
-            raise BenchError(f"kernel ridge needs lam > 0 (the Gram matrix is near singular), got {lam}; set module.lam")
+            raise BenchError(
+                f"kernel ridge needs lam > 0 (the Gram matrix is near singular), got {lam}; set module.lam"
+            )
         if min(T, T0, generations, repetitions, chunk, num_classes) < 1:
             raise BenchError("module.T, T0, generations, repetitions, chunk and num_classes must all be >= 1")
         if lengthscale is not None and lengthscale <= 0:
@@ -49,8 +62,8 @@ class KernelRidgeChainModule(BenchModule):
         self.sigma, self.sigma0 = float(sigma), float(sigma0)
         self.repetitions, self.chunk, self.num_classes = int(repetitions), int(chunk), int(num_classes)
         self.pool_x: Tensor | None = None
-        self.down_idx: Tensor | None = None      # (R, T) pool indices of each downstream fit
-        self.down_alpha: Tensor | None = None    # (R, n_max + 1, T, C) its dual coefficients, per generation n
+        self.down_idx: Tensor | None = None  # (R, T) pool indices of each downstream fit
+        self.down_alpha: Tensor | None = None  # (R, n_max + 1, T, C) its dual coefficients, per generation n
 
     # -- closed-form fits --------------------------------------------------------------------------------
     def configure_optimizers(self):
@@ -85,10 +98,10 @@ class KernelRidgeChainModule(BenchModule):
         idx_d = subset(self.T)
         eps = noise(self.T, self.sigma)
         labels = [targets[idx_d]] + [block(idx_d, i) @ a for i, a in gens]
-        labels = torch.stack(labels, dim=1) + eps.unsqueeze(1)                 # (reps, G, T, C)
+        labels = torch.stack(labels, dim=1) + eps.unsqueeze(1)  # (reps, G, T, C)
         G = labels.shape[1]
         k_dd = block(idx_d, idx_d)
-        stacked = labels.permute(0, 2, 1, 3).reshape(reps, self.T, G * C)      # one factorisation for every n
+        stacked = labels.permute(0, 2, 1, 3).reshape(reps, self.T, G * C)  # one factorisation for every n
         alpha = kernel_ridge_fit(k_dd, stacked, self.lam)
         residual = (k_dd @ alpha - stacked).square().sum(-1).mean()
         return idx_d, alpha.reshape(reps, self.T, G, C).permute(0, 2, 1, 3), residual
@@ -96,13 +109,15 @@ class KernelRidgeChainModule(BenchModule):
     def training_step(self, batch, batch_idx: int) -> Tensor:
         x, y = self._pool(batch)
         if max(self.T, self.T0) > len(x):
-            raise BenchError(f"T={self.T} and T0={self.T0} must not exceed the training pool ({len(x)} inputs); "
-                             "lower module.T / module.T0")
+            raise BenchError(
+                f"T={self.T} and T0={self.T0} must not exceed the training pool ({len(x)} inputs); "
+                "lower module.T / module.T0"
+            )
         targets = F.one_hot(y, self.num_classes).double()
         self.pool_x = x
         self.lengthscale_ = float(self.lengthscale) if self.lengthscale is not None else median_distance(x)
         gram = kernel_matrix(self.kernel, x, x, self.lengthscale_)
-        g = torch.Generator().manual_seed(int(torch.randint(0, 2**62, (1,))))   # the harness seeded the stage
+        g = torch.Generator().manual_seed(int(torch.randint(0, 2**62, (1,))))  # the harness seeded the stage
         idx, alpha, residuals = [], [], []
         for reps in in_chunks(self.repetitions, self.chunk):
             i, a, r = self._chain(gram, targets, reps, g)
@@ -121,9 +136,9 @@ class KernelRidgeChainModule(BenchModule):
         k_xp = kernel_matrix(self.kernel, x.flatten(1).double(), self.pool_x, self.lengthscale_)
         out = []
         for start in range(0, self.repetitions, self.chunk):
-            idx = self.down_idx[start:start + self.chunk]
-            k = k_xp[:, idx].permute(1, 0, 2)                                # (r, B, T)
-            out.append(torch.einsum("rbt,rgtc->rgbc", k, self.down_alpha[start:start + self.chunk]))
+            idx = self.down_idx[start : start + self.chunk]
+            k = k_xp[:, idx].permute(1, 0, 2)  # (r, B, T)
+            out.append(torch.einsum("rbt,rgtc->rgbc", k, self.down_alpha[start : start + self.chunk]))
         return torch.cat(out)
 
     def on_test_epoch_start(self) -> None:

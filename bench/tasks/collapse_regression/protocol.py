@@ -24,6 +24,7 @@ STUDIES = ("ridgeless", "overparam", "ridge", "kernel")
 
 def check_config(cfg: dict) -> None:
     """Every bad value named with its key and the fix, before anything runs."""
+
     def need(ok: bool, msg: str) -> None:
         if not ok:
             raise BenchError(msg)
@@ -38,24 +39,38 @@ def check_config(cfg: dict) -> None:
         c = cfg["ridgeless"]
         need(min(c["generations"]) >= 0, "collapse.ridgeless.generations must be >= 0")
         for s in c["settings"]:
-            need(s.get("spectrum", "identity") in SPECTRA, f"collapse.ridgeless.settings: spectrum must be one of {SPECTRA}, got {s}")
-            need(min(s["T"], s["T0"]) >= s["d"] + 2,
-                 f"collapse.ridgeless.settings {s}: the ridgeless formula needs T, T0 >= d + 2; raise T / T0 or lower d")
+            need(
+                s.get("spectrum", "identity") in SPECTRA,
+                f"collapse.ridgeless.settings: spectrum must be one of {SPECTRA}, got {s}",
+            )
+            need(
+                min(s["T"], s["T0"]) >= s["d"] + 2,
+                f"collapse.ridgeless.settings {s}: the ridgeless formula needs T, T0 >= d + 2; raise T / T0 or lower d",
+            )
     if "overparam" in cfg["studies"]:
         c = cfg["overparam"]
-        need(all(0 < t < c["d"] for t in c["T0s"]),
-             f"collapse.overparam.T0s {c['T0s']} must lie in (0, d={c['d']}) (the over-parameterised regime)")
+        need(
+            all(0 < t < c["d"] for t in c["T0s"]),
+            f"collapse.overparam.T0s {c['T0s']} must lie in (0, d={c['d']}) (the over-parameterised regime)",
+        )
         need(min(c["generations"]) >= 0, "collapse.overparam.generations must be >= 0")
     if "ridge" in cfg["studies"]:
         c = cfg["ridge"]
         need(c["spectrum"] in SPECTRA, f"collapse.ridge.spectrum must be one of {SPECTRA}, got {c['spectrum']!r}")
-        need(c["T0"] >= c["d"] + 2, f"collapse.ridge: the generator chain is OLS and needs T0 >= d + 2 (d={c['d']}, T0={c['T0']})")
+        need(
+            c["T0"] >= c["d"] + 2,
+            f"collapse.ridge: the generator chain is OLS and needs T0 >= d + 2 (d={c['d']}, T0={c['T0']})",
+        )
         need(c["generations"] >= 1, "collapse.ridge.generations must be >= 1")
-        need(0 < c["lambda_grid"]["low"] < c["lambda_grid"]["high"] and c["lambda_grid"]["num"] >= 3,
-             "collapse.ridge.lambda_grid needs 0 < low < high and num >= 3")
+        need(
+            0 < c["lambda_grid"]["low"] < c["lambda_grid"]["high"] and c["lambda_grid"]["num"] >= 3,
+            "collapse.ridge.lambda_grid needs 0 < low < high and num >= 3",
+        )
         need(c["fixed_lambda"] > 0, "collapse.ridge.fixed_lambda must be > 0")
-        need(all(0 <= n <= c["generations"] for n in c["T_generations"]),
-             f"collapse.ridge.T_generations {c['T_generations']} must lie in 0..generations={c['generations']}")
+        need(
+            all(0 <= n <= c["generations"] for n in c["T_generations"]),
+            f"collapse.ridge.T_generations {c['T_generations']} must lie in 0..generations={c['generations']}",
+        )
         need(all(t >= 1 for t in c["T_grid"]), "collapse.ridge.T_grid must hold sample sizes >= 1")
     if "kernel" in cfg["studies"]:
         bad = [k for k in cfg["kernel"]["kernels"] if k not in KERNELS]
@@ -83,8 +98,11 @@ def point_metrics(settings: list[dict]) -> dict[str, float]:
 
 
 def ridge_metrics(r: dict) -> dict[str, float]:
-    out: dict[str, float] = {"lambda_grid_ratio": float(r["grid"][1] / r["grid"][0]), "fixed_lambda": r["fixed_lambda"],
-                             "clean_lambda": r["clean_lambda"]}
+    out: dict[str, float] = {
+        "lambda_grid_ratio": float(r["grid"][1] / r["grid"][0]),
+        "fixed_lambda": r["fixed_lambda"],
+        "clean_lambda": r["clean_lambda"],
+    }
     for n in r["generations"]:
         for name in ("fixed", "clean_tuned", "adaptive"):
             for key in ("err", "err_se", "theory", "lambda"):
@@ -110,7 +128,10 @@ def kernel_study(ctx: RunContext, cfg: dict) -> dict[str, dict]:
     pool = len(dm.split("train")["y"])
     T, T0 = int(ctx.cfg.module.T), int(ctx.cfg.module.T0)
     if max(T, T0) > pool:
-        raise BenchError(f"module.T={T} / module.T0={T0} exceed the training pool of {ctx.cfg.data._target_} ({pool} inputs); lower them")
+        raise BenchError(
+            f"module.T={T} / module.T0={T0} exceed the training pool of {ctx.cfg.data._target_} "
+            f"({pool} inputs); lower them"
+        )
     out = {}
     for kind in cfg["kernels"]:
         module = ctx.build_module(dm, kernel=kind, num_classes=dm.num_classes)
@@ -118,11 +139,19 @@ def kernel_study(ctx: RunContext, cfg: dict) -> dict[str, dict]:
         m = ctx.fit(module, dm, stage=stage, max_epochs=1)
         # Lightning logged these without the stage prefix (both kernels write n0/test_mse ...): log them again
         # under their record names so that W&B / CSV keep the kernels apart
-        ctx.log_metrics({k[len(stage) + 1:]: v for k, v in m.items()}, stage=stage)
+        ctx.log_metrics({k[len(stage) + 1 :]: v for k, v in m.items()}, stage=stage)
         ns = list(range(int(ctx.cfg.module.generations) + 1))
-        get = lambda key: np.array([m.get(f"{stage}/" + point_name(key, generation=n), np.nan) for n in ns], dtype=float)  # noqa: E731
-        out[kind] = {"generations": ns, "mse": get("test_mse"), "mse_se": get("test_mse_se"),
-                     "acc": get("test_acc"), "acc_se": get("test_acc_se")}
+
+        def get(key: str, m=m, stage=stage, ns=ns) -> np.ndarray:
+            return np.array([m.get(f"{stage}/" + point_name(key, generation=n), np.nan) for n in ns], dtype=float)
+
+        out[kind] = {
+            "generations": ns,
+            "mse": get("test_mse"),
+            "mse_se": get("test_mse_se"),
+            "acc": get("test_acc"),
+            "acc_se": get("test_acc_se"),
+        }
     return out
 
 
@@ -156,7 +185,10 @@ def run(ctx: RunContext) -> None:
     if any(k in res for k in ("ridgeless", "ridge", "overparam")):
         figures.append(("error_vs_n", plots.error_vs_n(res.get("ridgeless"), res.get("ridge"), res.get("overparam"))))
     if "ridge" in res:
-        figures += [("error_vs_lambda", plots.error_vs_lambda(res["ridge"])), ("error_vs_T", plots.error_vs_T(res["ridge"]))]
+        figures += [
+            ("error_vs_lambda", plots.error_vs_lambda(res["ridge"])),
+            ("error_vs_T", plots.error_vs_T(res["ridge"])),
+        ]
     if "kernel" in res:
         figures.append(("kernel_error_vs_n", plots.kernel_error_vs_n(res["kernel"])))
     for name, fig in figures:

@@ -25,7 +25,8 @@ def random_direction(d: int, g: torch.Generator) -> torch.Tensor:
 
 
 def setting_axes(s: dict) -> dict:
-    """A ridgeless setting as sweep-point axes (its metrics are ``d=.../T=.../T0=.../spectrum=.../generation=n/err``)."""
+    """A ridgeless setting as sweep-point axes: its metrics are
+    ``d=.../T=.../T0=.../spectrum=.../generation=n/err``."""
     return {"d": int(s["d"]), "T": int(s["T"]), "T0": int(s["T0"]), "spectrum": s.get("spectrum", "identity")}
 
 
@@ -43,8 +44,18 @@ def ridgeless_study(cfg: dict, chunk: int, g: torch.Generator) -> list[dict]:
             errs.append(ridge_errors(chain, w0, eigs, T, cfg["sigma"], torch.zeros(1), g)[..., 0])
         m, se = mean_se(torch.cat(errs).numpy())
         th = theory.ridgeless_error(d, T, T0, np.array(gens), cfg["sigma"], cfg["sigma0"])
-        out.append({"axes": setting_axes(s), "d": d, "T": T, "T0": T0, "generations": gens, "err": m, "err_se": se,
-                    "theory": th})
+        out.append(
+            {
+                "axes": setting_axes(s),
+                "d": d,
+                "T": T,
+                "T0": T0,
+                "generations": gens,
+                "err": m,
+                "err_se": se,
+                "theory": th,
+            }
+        )
     return out
 
 
@@ -62,8 +73,17 @@ def overparam_study(cfg: dict, chunk: int, g: torch.Generator) -> list[dict]:
             errs.append((chain - w0).square().sum(-1))
         m, se = mean_se(torch.cat(errs).numpy())
         th = theory.overparam_noise_free_error(float(w0.square().sum()), d, int(T0), np.array(gens))
-        out.append({"axes": {"d": d, "T0": int(T0)}, "d": d, "T0": int(T0), "generations": gens, "err": m, "err_se": se,
-                    "theory": th})
+        out.append(
+            {
+                "axes": {"d": d, "T0": int(T0)},
+                "d": d,
+                "T0": int(T0),
+                "generations": gens,
+                "err": m,
+                "err_se": se,
+                "theory": th,
+            }
+        )
     return out
 
 
@@ -84,12 +104,14 @@ def ridge_study(cfg: dict, chunk: int, g: torch.Generator) -> dict:
     sigma, sigma0, n_max = float(cfg["sigma"]), float(cfg["sigma0"]), int(cfg["generations"])
     eigs = spectrum(d, cfg["spectrum"], cfg.get("beta", 1.0))
     w0 = random_direction(d, g)
-    w0 = w0 / (eigs * w0.square()).sum().sqrt() * cfg["w0_norm"]   # ||w0||_Sigma = w0_norm
+    w0 = w0 / (eigs * w0.square()).sum().sqrt() * cfg["w0_norm"]  # ||w0||_Sigma = w0_norm
     eigs_np, w0_np = eigs.numpy(), w0.numpy()
     ns = np.arange(n_max + 1)
     lg = cfg["lambda_grid"]
     grid = np.logspace(np.log10(lg["low"]), np.log10(lg["high"]), int(lg["num"]))
-    fine = np.logspace(np.log10(lg["low"]), np.log10(lg["high"]), 20 * int(np.ceil(np.log10(lg["high"] / lg["low"]))) + 1)
+    fine = np.logspace(
+        np.log10(lg["low"]), np.log10(lg["high"]), 20 * int(np.ceil(np.log10(lg["high"] / lg["low"]))) + 1
+    )
     fixed = float(cfg["fixed_lambda"])
 
     def th(lam: float, t: int, n: int) -> float:
@@ -112,22 +134,38 @@ def ridge_study(cfg: dict, chunk: int, g: torch.Generator) -> dict:
         main.append(ridge_errors(chain, w0, eigs, T, sigma, torch.from_numpy(lam_main), g))
         for t in T_grid:
             by_T[t].append(ridge_errors(chain[:, T_gens], w0, eigs, t, sigma, torch.from_numpy(lam_T[t]), g))
-    main_np = torch.cat(main).numpy()                                  # (reps, n_max + 1, L + 3)
-    sweep, e_fixed, e_clean, e_adapt = main_np[..., :len(grid)], main_np[..., -3], main_np[..., -2], main_np[..., -1]
+    main_np = torch.cat(main).numpy()  # (reps, n_max + 1, L + 3)
+    sweep, e_fixed, e_clean, e_adapt = main_np[..., : len(grid)], main_np[..., -3], main_np[..., -2], main_np[..., -1]
 
     m_sweep, se_sweep = mean_se(sweep)
     out = {
-        "d": d, "T": T, "T0": T0, "generations": ns.tolist(), "grid": grid, "fine": fine,
-        "sweep": m_sweep, "sweep_se": se_sweep,
-        "sweep_theory": np.array([[th(l, T, n) for l in fine] for n in ns]),
+        "d": d,
+        "T": T,
+        "T0": T0,
+        "generations": ns.tolist(),
+        "grid": grid,
+        "fine": fine,
+        "sweep": m_sweep,
+        "sweep_se": se_sweep,
+        "sweep_theory": np.array([[th(lam, T, n) for lam in fine] for n in ns]),
         "best_lambda": grid[np.argmin(m_sweep, axis=1)],
-        "best_lambda_theory": lam_adapt, "fixed_lambda": fixed, "clean_lambda": lam_clean,
+        "best_lambda_theory": lam_adapt,
+        "fixed_lambda": fixed,
+        "clean_lambda": lam_clean,
         "collapse_per_generation_ridgeless": sigma0**2 * d / (T0 - d - 1),
     }
-    for name, errs, lams in (("fixed", e_fixed, np.full(len(ns), fixed)), ("clean_tuned", e_clean, np.full(len(ns), lam_clean)),
-                             ("adaptive", e_adapt, lam_adapt)):
+    for name, errs, lams in (
+        ("fixed", e_fixed, np.full(len(ns), fixed)),
+        ("clean_tuned", e_clean, np.full(len(ns), lam_clean)),
+        ("adaptive", e_adapt, lam_adapt),
+    ):
         m, se = mean_se(errs)
-        out[name] = {"err": m, "err_se": se, "theory": np.array([th(l, T, n) for l, n in zip(lams, ns)]), "lambda": lams}
+        out[name] = {
+            "err": m,
+            "err_se": se,
+            "theory": np.array([th(lam, T, n) for lam, n in zip(lams, ns)]),
+            "lambda": lams,
+        }
     for name, errs in (("adaptive_gain", e_fixed - e_adapt), ("clean_tuned_gain", e_clean - e_adapt)):
         out[name], out[name + "_se"] = mean_se(errs)
     for name, errs, lam in (("fixed", e_fixed, fixed), ("clean_tuned", e_clean, lam_clean)):
@@ -138,6 +176,10 @@ def ridge_study(cfg: dict, chunk: int, g: torch.Generator) -> dict:
     for t in T_grid:
         m, se = mean_se(torch.cat(by_T[t]).numpy())
         for j, name in enumerate(("fixed", "adaptive")):
-            out["vs_T"][name][t] = {"err": m[:, j], "err_se": se[:, j], "lambda": lam_T[t][:, j],
-                                    "theory": np.array([th(l, t, n) for l, n in zip(lam_T[t][:, j], T_gens)])}
+            out["vs_T"][name][t] = {
+                "err": m[:, j],
+                "err_se": se[:, j],
+                "lambda": lam_T[t][:, j],
+                "theory": np.array([th(lam, t, n) for lam, n in zip(lam_T[t][:, j], T_gens)]),
+            }
     return out

@@ -52,27 +52,44 @@ def effective_regularisation(eigs: np.ndarray, lam: float, T: int) -> float:
     return brentq(f, lam, lam + eigs.sum() / T, xtol=1e-300, rtol=1e-13)
 
 
-def ridge_error(eigs: np.ndarray, w0: np.ndarray, lam: float, T: int, T0: int, n: int, sigma: float,
-                sigma0: float) -> dict[str, float]:
+def ridge_error(
+    eigs: np.ndarray, w0: np.ndarray, lam: float, T: int, T0: int, n: int, sigma: float, sigma0: float
+) -> dict[str, float]:
     """Deterministic-equivalent test error of ridge after ``n`` generations of OLS chain (T0 >= d + 2)."""
     eigs, w0 = np.asarray(eigs, dtype=float), np.asarray(w0, dtype=float)
     d = len(eigs)
     k = effective_regularisation(eigs, lam, T)
     df2 = float(np.sum(eigs**2 / (eigs + k) ** 2))
     if df2 >= T:  # interpolation threshold (lambda = 0, T = d): the variance diverges
-        return {"bias": np.inf, "variance": np.inf, "collapse": np.inf, "per_generation": np.inf, "total": np.inf, "kappa": k}
+        return {
+            "bias": np.inf,
+            "variance": np.inf,
+            "collapse": np.inf,
+            "per_generation": np.inf,
+            "total": np.inf,
+            "kappa": k,
+        }
     amplification = 1.0 / (1.0 - df2 / T)
     bias = k**2 * float(np.sum(eigs * w0**2 / (eigs + k) ** 2)) * amplification
     variance = sigma**2 * df2 / (T - df2)
-    per_generation = sigma0**2 / (T0 - d - 1) * (df2 + k**2 * float(np.sum(1.0 / (eigs + k) ** 2)) * (df2 / T) * amplification)
+    per_generation = (
+        sigma0**2 / (T0 - d - 1) * (df2 + k**2 * float(np.sum(1.0 / (eigs + k) ** 2)) * (df2 / T) * amplification)
+    )
     collapse = n * per_generation
-    return {"bias": bias, "variance": variance, "collapse": collapse, "per_generation": per_generation,
-            "total": bias + variance + collapse, "kappa": k}
+    return {
+        "bias": bias,
+        "variance": variance,
+        "collapse": collapse,
+        "per_generation": per_generation,
+        "total": bias + variance + collapse,
+        "kappa": k,
+    }
 
 
-def optimal_lambda(eigs: np.ndarray, w0: np.ndarray, T: int, T0: int, n: int, sigma: float, sigma0: float,
-                   grid: np.ndarray) -> float:
+def optimal_lambda(
+    eigs: np.ndarray, w0: np.ndarray, T: int, T0: int, n: int, sigma: float, sigma0: float, grid: np.ndarray
+) -> float:
     """The adaptive regularisation: the lambda of ``grid`` that minimises the closed-form error for this
     (T, n). It depends on T and n only through the formula (the paper's mitigation)."""
-    errs = [ridge_error(eigs, w0, float(l), T, T0, n, sigma, sigma0)["total"] for l in grid]
+    errs = [ridge_error(eigs, w0, float(lam), T, T0, n, sigma, sigma0)["total"] for lam in grid]
     return float(grid[int(np.argmin(errs))])

@@ -13,7 +13,8 @@ Record metrics (every name flat):
   ``gcd/generation=<n>/test/bucket_acc/<b>``, ``.../bucket_count/<b>``  accuracy and size of gcd bucket b
                                   (gcd in [2^b, 2^(b+1)), the last bucket open), with ``worst_bucket_acc`` and
                                   ``adjusted_bucket_acc``.
-  ``gcd/generation=<n>/test/rare_acc``, ``.../common_acc``  count-weighted accuracy over buckets >= / < gcd.rare_from_bucket.
+  ``gcd/generation=<n>/test/rare_acc``, ``.../common_acc``  count-weighted accuracy over buckets >= / <
+                                  gcd.rare_from_bucket.
   ``gcd/generation=<n>/generated/label_acc``, ``.../distinct_labels``  (n >= 1) agreement of its training labels with
                                   the true gcd, and how many gcd values they still contain.
   ``gcd/generation=<n>/train/loss``       last-epoch training loss.

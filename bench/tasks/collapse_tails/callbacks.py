@@ -21,10 +21,19 @@ class BucketAccuracyCallback(L.Callback):
     def on_test_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self.buckets = PerGroupAccuracy(trainer.datamodule.num_groups).to(pl_module.device)
 
-    def on_test_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any,
-                          batch_idx: int, dataloader_idx: int = 0) -> None:
+    def on_test_batch_end(
+        self,
+        trainer: L.Trainer,
+        pl_module: L.LightningModule,
+        outputs: Any,
+        batch: Any,
+        batch_idx: int,
+        dataloader_idx: int = 0,
+    ) -> None:
         self.buckets.update(outputs["logits"].detach(), batch["y"], batch["group"])
 
     def on_test_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         res = self.buckets.compute()
-        pl_module.log_dict({f"{self.prefix}/acc": res["acc"], **group_metrics(self.prefix, "bucket", res)}, sync_dist=False)
+        pl_module.log_dict(
+            {f"{self.prefix}/acc": res["acc"], **group_metrics(self.prefix, "bucket", res)}, sync_dist=False
+        )

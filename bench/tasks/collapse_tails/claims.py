@@ -17,13 +17,13 @@ from bench.harness.claims import Claim, Outcome, RecordSet
 from bench.harness.naming import parse_point, point_name
 from bench.tasks.collapse_tails.gcd import generation_metric
 
-SLOPE_TOL = 0.03        # (a): TASKS.md's tolerance on the clean slope
+SLOPE_TOL = 0.03  # (a): TASKS.md's tolerance on the clean slope
 PLATEAU_SLOPE_TOL = 0.05  # (b): sum_{i>k} i^-b ~ (k + 1/2)^(1-b) / (b - 1), so the local log-log slope is
-                          # -(b - 1) k / (k + 1/2): off by <= (b - 1) / (2 k + 1) <= 0.048 for k >= 10, b <= 2
+# -(b - 1) k / (k + 1/2): off by <= (b - 1) / (2 k + 1) <= 0.048 for k >= 10, b <= 2
 LEAVE_SLOPE_TOL = 0.05  # (c): t_leave * pi is exactly constant while the cut items' own term is negligible;
-                        # left: (1 - pi p)^T vs exp(-pi T p) (O(pi p_k) < 0.01) and log-grid interpolation
+# left: (1 - pi p)^T vs exp(-pi T p) (O(pi p_k) < 0.01) and log-grid interpolation
 MC_FAMILY_ALPHA = 0.01  # (sim): family-wise false-alarm rate of the |t| test over every compared point
-Z_RISE = 2.0            # (d), (e): a rise / drop counts when it exceeds 2 standard errors (one-sided ~2.3 %)
+Z_RISE = 2.0  # (d), (e): a rise / drop counts when it exceeds 2 standard errors (one-sided ~2.3 %)
 
 
 def _hutter(records: RecordSet):
@@ -42,9 +42,9 @@ def _key(metric: str, beta: float, **axes) -> str:
 def _pooled(rs, name: str) -> tuple[float, float]:
     """Mean over records of a per-record mean, and its standard error from the per-record ``<name>_se``."""
     means = np.array([r["metrics"][name] for r in rs], float)
-    axes, metric = parse_point(name[len("hutter/"):])
+    axes, metric = parse_point(name[len("hutter/") :])
     ses = np.array([r["metrics"]["hutter/" + point_name(metric + "_se", **axes)] for r in rs], float)
-    return float(means.mean()), float(math.sqrt((ses ** 2).sum()) / len(rs))
+    return float(means.mean()), float(math.sqrt((ses**2).sum()) / len(rs))
 
 
 def _exact(rs, name: str) -> float:
@@ -139,24 +139,46 @@ def gcd_loses_tail(records: RecordSet):
     # with several seeds the mean paired drop must exceed 2 standard errors; with one seed, be positive
     se = drop.std(ddof=1) / math.sqrt(n) if n > 1 else 0.0
     ok = bool(np.isfinite(drop).all() and drop.mean() > max(Z_RISE * se, 0.0))
-    return Outcome({"rare acc clean": spread(generation_metric(0, "test/rare_acc")),
-                    f"rare acc gen {last}": spread(generation_metric(last, "test/rare_acc")),
-                    "common acc clean": spread(generation_metric(0, "test/common_acc")),
-                    f"common acc gen {last}": spread(generation_metric(last, "test/common_acc")), "seeds": n}, ok)
+    return Outcome(
+        {
+            "rare acc clean": spread(generation_metric(0, "test/rare_acc")),
+            f"rare acc gen {last}": spread(generation_metric(last, "test/rare_acc")),
+            "common acc clean": spread(generation_metric(0, "test/common_acc")),
+            f"common acc gen {last}": spread(generation_metric(last, "test/common_acc")),
+            "seeds": n,
+        },
+        ok,
+    )
 
 
 CLAIMS = [
-    Claim("(a) clean error scales as T^-(1 - 1/beta)",
-          "fitted slope within 0.03 of -(1 - 1/beta), beta in {1.5, 2} (Monte Carlo: 0.03 + 2 SE)", clean_slope),
-    Claim("(b) top-k cut: plateau ~ k^-(beta - 1)", "log-log slope of plateau vs k within 0.05 of -(beta - 1)",
-          cut_plateau),
-    Claim("(c) clean fraction pi: error leaves the plateau at T ~ 1/pi",
-          "log-log slope of exit T vs pi within 0.05 of -1", mixing_exit),
-    Claim("(d) error floor rises with every generation", "paired rise > 2 SE at each generation, each beta",
-          floor_rises),
-    Claim("(e) GCD: tail-cut generated labels lose the rare gcds",
-          "rare-bucket accuracy drops vs clean (paired drop > 2 SE over seeds)", gcd_loses_tail, trend=True),
-    Claim("(sim) Monte-Carlo training sets match sum_i p_i (1 - q_i)^T",
-          "max |t| <= Bonferroni t threshold (family-wise 1%), at points with >= 100 expected misses",
-          monte_carlo_matches),
+    Claim(
+        "(a) clean error scales as T^-(1 - 1/beta)",
+        "fitted slope within 0.03 of -(1 - 1/beta), beta in {1.5, 2} (Monte Carlo: 0.03 + 2 SE)",
+        clean_slope,
+    ),
+    Claim(
+        "(b) top-k cut: plateau ~ k^-(beta - 1)",
+        "log-log slope of plateau vs k within 0.05 of -(beta - 1)",
+        cut_plateau,
+    ),
+    Claim(
+        "(c) clean fraction pi: error leaves the plateau at T ~ 1/pi",
+        "log-log slope of exit T vs pi within 0.05 of -1",
+        mixing_exit,
+    ),
+    Claim(
+        "(d) error floor rises with every generation", "paired rise > 2 SE at each generation, each beta", floor_rises
+    ),
+    Claim(
+        "(e) GCD: tail-cut generated labels lose the rare gcds",
+        "rare-bucket accuracy drops vs clean (paired drop > 2 SE over seeds)",
+        gcd_loses_tail,
+        trend=True,
+    ),
+    Claim(
+        "(sim) Monte-Carlo training sets match sum_i p_i (1 - q_i)^T",
+        "max |t| <= Bonferroni t threshold (family-wise 1%), at points with >= 100 expected misses",
+        monte_carlo_matches,
+    ),
 ]

@@ -10,9 +10,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from bench.harness.naming import point_prefix
 from bench.data.base import TensorDataModule
 from bench.harness.errors import BenchError
+from bench.harness.naming import point_prefix
 
 CUTS = ("none", "top_k", "top_p")
 
@@ -33,7 +33,7 @@ def gcd_bucket(g: Tensor, num_buckets: int) -> Tensor:
 
 
 def bucket_names(num_buckets: int) -> list[str]:
-    names = [f"{2 ** b}" if b == 0 else f"{2 ** b}-{2 ** (b + 1) - 1}" for b in range(num_buckets - 1)]
+    names = [f"{2**b}" if b == 0 else f"{2**b}-{2 ** (b + 1) - 1}" for b in range(num_buckets - 1)]
     return names + [f">={2 ** (num_buckets - 1)}"]
 
 
@@ -50,15 +50,22 @@ class GcdDataModule(TensorDataModule):
         num_buckets: gcd-frequency buckets for per-bucket accuracy (see :func:`gcd_bucket`).
     """
 
-    def __init__(self, max_int: int = 200, fractions: list[float] = (0.4, 0.4, 0.2), num_buckets: int = 6, **kwargs) -> None:
+    def __init__(
+        self, max_int: int = 200, fractions: list[float] = (0.4, 0.4, 0.2), num_buckets: int = 6, **kwargs
+    ) -> None:
         super().__init__(**kwargs)
         if max_int < 2:
             raise BenchError(f"gcd data need max_int >= 2, got {max_int}")
         fractions = [float(f) for f in fractions]
         if len(fractions) != 3 or min(fractions) <= 0 or abs(sum(fractions) - 1) > 1e-6:
-            raise BenchError(f"data.fractions must be three positive shares (train, generated, test) summing to 1, got {fractions}")
+            raise BenchError(
+                f"data.fractions must be three positive shares (train, generated, test) summing to 1, got {fractions}"
+            )
         if not 1 <= num_buckets <= int(math.log2(max_int)) + 1:
-            raise BenchError(f"data.num_buckets must lie in [1, {int(math.log2(max_int)) + 1}] for max_int={max_int}, got {num_buckets}")
+            raise BenchError(
+                f"data.num_buckets must lie in [1, {int(math.log2(max_int)) + 1}] for max_int={max_int}, "
+                f"got {num_buckets}"
+            )
         self.max_int, self.fractions, self.num_buckets = int(max_int), fractions, int(num_buckets)
         self.num_classes = self.max_int
         self.num_groups = self.num_buckets
@@ -79,10 +86,12 @@ class GcdDataModule(TensorDataModule):
         split_of_key[order] = torch.bucketize(torch.arange(len(keys)).double(), bounds.double(), right=True) - 1
         split = split_of_key[which]
         x, y, group = self.encode(a, b), g - 1, gcd_bucket(g, self.num_buckets)
-        return {name: {"x": x[split == i], "y": y[split == i], "group": group[split == i]}
-                for i, name in enumerate(("train", "generated", "test"))}
+        return {
+            name: {"x": x[split == i], "y": y[split == i], "group": group[split == i]}
+            for i, name in enumerate(("train", "generated", "test"))
+        }
 
-    def with_generated_labels(self, labels: Tensor) -> "GcdDataModule":
+    def with_generated_labels(self, labels: Tensor) -> GcdDataModule:
         """A datamodule that trains on the ``generated`` inputs with ``labels`` (tests on the same clean test
         split); the tensors are shared, not copied."""
         gen = self.split("generated")

@@ -34,8 +34,8 @@ def _tail_error(zipf: Zipf, clean_weight: float, T: Tensor) -> Tensor:
         return torch.full_like(T, zipf.tail_mass)
     b, shape = zipf.beta, 1.0 - 1.0 / zipf.beta
     r = T.numpy() * clean_weight * zipf.c
-    hi = special.gammainc(shape, r * zipf.lower ** -b)
-    lo = 0.0 if math.isinf(zipf.upper) else special.gammainc(shape, r * zipf.upper ** -b)
+    hi = special.gammainc(shape, r * zipf.lower**-b)
+    lo = 0.0 if math.isinf(zipf.upper) else special.gammainc(shape, r * zipf.upper**-b)
     out = zipf.c / b * r ** (1.0 / b - 1.0) * special.gamma(shape) * (hi - lo)
     return torch.as_tensor(out, dtype=DTYPE)
 
@@ -117,7 +117,7 @@ def cut_plateau_theory(zipf: Zipf, k: int | np.ndarray) -> np.ndarray:
 
 def mixing_scale(zipf: Zipf, k: int, pi: float) -> float:
     """k^beta / (c pi): the T at which the clean fraction pi has shown the first cut item about once."""
-    return k ** zipf.beta / (zipf.c * pi)
+    return k**zipf.beta / (zipf.c * pi)
 
 
 # -- measurements on curves -------------------------------------------------------------------------------------

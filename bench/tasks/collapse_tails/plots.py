@@ -3,7 +3,7 @@ GCD accuracy per gcd-frequency bucket and generation."""
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import matplotlib
 
@@ -79,7 +79,9 @@ def mixing(all_curves: Sequence[Curves]):
     for ax, c in zip(axes[0], all_curves):
         colors = plt.cm.plasma(np.linspace(0, 0.8, len(c.mix)))
         ax.plot(c.T, c.clean, color="k", lw=1, label="clean")
-        ax.plot(c.T, c.topk.get(c.mix_k, np.full_like(c.T, np.nan, dtype=float)), color="gray", label=f"top-{c.mix_k} only")
+        ax.plot(
+            c.T, c.topk.get(c.mix_k, np.full_like(c.T, np.nan, dtype=float)), color="gray", label=f"top-{c.mix_k} only"
+        )
         for color, (pi, curve) in zip(colors, sorted(c.mix.items())):
             ax.plot(c.T, curve, color=color, label=f"pi = {pi:g} clean")
             ax.axvline(c.mix_scale[pi], ls=":", color=color, lw=0.8)
@@ -101,8 +103,13 @@ def generations(all_curves: Sequence[Curves]):
             ax.plot(c.T, mean, color=color, label=f"generation {n}")
             ax.fill_between(c.T, np.maximum(mean - 2 * se, 1e-12), mean + 2 * se, color=color, alpha=0.2)
             _monte_carlo(ax, c, f"generation {n}", color)
-        ax.axhline(c.chain_floor_theory, ls="--", color="tab:red", lw=0.8,
-                   label=f"predicted generation-1 floor (clean law at T0 = {c.chain_T0})")
+        ax.axhline(
+            c.chain_floor_theory,
+            ls="--",
+            color="tab:red",
+            lw=0.8,
+            label=f"predicted generation-1 floor (clean law at T0 = {c.chain_T0})",
+        )
         ax.set_title(f"chains from T0 = {c.chain_T0} samples, beta = {c.beta:g}")
         _limits(ax, c)
         ax.legend(fontsize=7, loc="lower left")

@@ -33,7 +33,6 @@ from bench.harness.naming import point_name
 from bench.tasks.collapse_tails import hutter
 from bench.tasks.collapse_tails.zipf import Zipf, generation_chain, mix
 
-
 # The t test of Monte Carlo against the exact error is made where the repetitions together are expected to miss
 # at least this many items (a Poisson count of mean >= 100 is close to normal out to the Bonferroni threshold).
 MIN_EXPECTED_MISSES = 100

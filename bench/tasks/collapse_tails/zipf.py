@@ -57,7 +57,7 @@ class Zipf:
         self.beta = float(beta)
         self.head = int(head if support is None else min(head, support))
         self.support = support
-        self.lower = self.head + 0.5                                         # the tail density starts here
+        self.lower = self.head + 0.5  # the tail density starts here
         self.upper = math.inf if support is None else float(support) + 0.5  # ... and ends here
         ranks = torch.arange(1, self.head + 1, dtype=DTYPE)
         unnormalised = ranks.pow(-self.beta)
@@ -178,8 +178,9 @@ def mix(q: TrainingDistribution, clean_fraction: float) -> TrainingDistribution:
     return TrainingDistribution(clean_fraction + keep * q.clean_weight, q.items, keep * q.probs)
 
 
-def generation_chain(zipf: Zipf, T0: int, generations: int, generator: torch.Generator,
-                     top_p: float | None = None) -> list[TrainingDistribution]:
+def generation_chain(
+    zipf: Zipf, T0: int, generations: int, generator: torch.Generator, top_p: float | None = None
+) -> list[TrainingDistribution]:
     """Generation n (1..generations) memorises T0 samples of generation n - 1 (generation 0 is the clean law)
     and generates from their empirical distribution, optionally cut to its top-p mass."""
     q, chain = zipf.clean(), []

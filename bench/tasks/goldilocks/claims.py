@@ -39,7 +39,7 @@ from bench.tasks.goldilocks.plots import by_setting, curve
 
 IDENTITY_TOL = 1e-8
 PEAK_MIN = 1.0
-EDGE_POINTS = 4        # one decade of the 0.25-step grid
+EDGE_POINTS = 4  # one decade of the 0.25-step grid
 TIE = 0.005
 
 
@@ -56,8 +56,11 @@ def identity(records: RecordSet):
     for recs in groups.values():
         for r in recs:
             L = int(r["metrics"]["model/depth"])
-            by_t = {round(-math.log10(float(a["temperature"])) / L, 6): v
-                    for a, v in points(r["metrics"], "curv/positive_curvature") if "temperature" in a}
+            by_t = {
+                round(-math.log10(float(a["temperature"])) / L, 6): v
+                for a, v in points(r["metrics"], "curv/positive_curvature")
+                if "temperature" in a
+            }
             for a, v in points(r["metrics"], "curv/positive_curvature"):
                 if "alpha" not in a:
                     continue
@@ -85,8 +88,13 @@ def inverted_u(records: RecordSet):
         p = int(np.nanargmax(m))
         interior = EDGE_POINTS <= p <= len(x) - 1 - EDGE_POINTS
         passed = bool(m[p] >= PEAK_MIN and interior and abs(m[0]) <= band and abs(m[-1]) <= band)
-        measured[name] = {"peak": float(m[p]), "peak_alpha": float(x[p]), f"c(alpha={x[0]:g})": float(m[0]),
-                          f"c(alpha={x[-1]:g})": float(m[-1]), "tail_band": band}
+        measured[name] = {
+            "peak": float(m[p]),
+            "peak_alpha": float(x[p]),
+            f"c(alpha={x[0]:g})": float(m[0]),
+            f"c(alpha={x[-1]:g})": float(m[-1]),
+            "tail_band": band,
+        }
         ok = ok and passed
     return Outcome(measured, ok)
 
@@ -112,19 +120,36 @@ def best_not_at_peak(records: RecordSet):
         b = int(np.nanargmax(ma))
         differs = bool(ma[b] - at_peak > TIE)
         any_setting = any_setting or differs
-        measured[name] = {"curvature_peak_alpha": peak, "test_acc_at_peak": at_peak,
-                          "best_alpha": float(xa[b]), "best_test_acc": float(ma[b]), "best_not_at_peak": differs}
+        measured[name] = {
+            "curvature_peak_alpha": peak,
+            "test_acc_at_peak": at_peak,
+            "best_alpha": float(xa[b]),
+            "best_test_acc": float(ma[b]),
+            "best_not_at_peak": differs,
+        }
     return Outcome(measured, any_setting)
 
 
 CLAIMS = [
-    Claim("(a) scaling weights by alpha = softmax temperature alpha^-L: same curvature curve",
-          "|c_alpha - c_T| <= 1e-8 and ||alpha^2 H_alpha - H_T|| / ||H_T|| <= 1e-8 at every point (float64)",
-          identity),
-    Claim("(b) positive curvature vs alpha is an inverted U",
-          "mean-curve peak >= 1, >= 1 decade inside the grid; |c| <= 2 sqrt(2/d) at both ends", inverted_u),
-    Claim("(c) gradient norm proportional to prior mismatch across random inits",
-          "Pearson corr(||grad||, ||Q - mean softmax||) > 0.9 for every seed", grad_tracks_mismatch),
-    Claim("(d) best final accuracy not at the curvature peak in every setting",
-          "some setting: test acc at the peak alpha < best test acc - 0.005", best_not_at_peak, trend=True),
+    Claim(
+        "(a) scaling weights by alpha = softmax temperature alpha^-L: same curvature curve",
+        "|c_alpha - c_T| <= 1e-8 and ||alpha^2 H_alpha - H_T|| / ||H_T|| <= 1e-8 at every point (float64)",
+        identity,
+    ),
+    Claim(
+        "(b) positive curvature vs alpha is an inverted U",
+        "mean-curve peak >= 1, >= 1 decade inside the grid; |c| <= 2 sqrt(2/d) at both ends",
+        inverted_u,
+    ),
+    Claim(
+        "(c) gradient norm proportional to prior mismatch across random inits",
+        "Pearson corr(||grad||, ||Q - mean softmax||) > 0.9 for every seed",
+        grad_tracks_mismatch,
+    ),
+    Claim(
+        "(d) best final accuracy not at the curvature peak in every setting",
+        "some setting: test acc at the peak alpha < best test acc - 0.005",
+        best_not_at_peak,
+        trend=True,
+    ),
 ]

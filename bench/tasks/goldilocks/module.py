@@ -69,7 +69,8 @@ class AlphaSweepModule(BenchModule):
         self.names = [n for n, _ in net.named_parameters()]
         self.weights = nn.ParameterList(
             nn.Parameter((scales.view(-1, *[1] * p.ndim) * p.detach().double()[None]).to(self.dtype_))
-            for _, p in net.named_parameters())
+            for _, p in net.named_parameters()
+        )
         self.register_buffer("lr_factor", (scales ** -(depth - 2)).to(self.dtype_))
         self.depth, self.steps_per_epoch = depth, steps_per_epoch
         self.test_acc = SweepAccuracy(len(self.alphas))

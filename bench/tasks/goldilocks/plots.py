@@ -41,7 +41,7 @@ def curve(records: list[dict], metric: str, axis: str = "alpha") -> tuple[np.nda
 
 
 def _band(ax, x, mean, std, **kw):
-    line, = ax.plot(x, mean, **kw)
+    (line,) = ax.plot(x, mean, **kw)
     if np.any(std > 0):
         ax.fill_between(x, mean - std, mean + std, color=line.get_color(), alpha=0.15, lw=0)
     return line
@@ -59,11 +59,20 @@ def curvature_vs_alpha(groups: dict[str, list[dict]]):
         _band(ax, x, m, s, color="navy", lw=2.5, label="Hessian, weights scaled by alpha")
         t, mt, _ = curve(recs, "curv/positive_curvature", axis="temperature")
         if len(t):
-            ax.plot(t ** (-1.0 / L), mt, "o", ms=4, mfc="none", color="tab:orange",
-                    label=f"Hessian, softmax temperature alpha^-{L} (same curve: claim a)")
-        for metric, color, label in (("curv/ggn/positive_curvature", "cornflowerblue", "Gauss-Newton part G"),
-                                     ("curv/rest/positive_curvature", "violet", "H - G"),
-                                     ("curv/hutch/positive_curvature", "tab:green", "Hutchinson, full space")):
+            ax.plot(
+                t ** (-1.0 / L),
+                mt,
+                "o",
+                ms=4,
+                mfc="none",
+                color="tab:orange",
+                label=f"Hessian, softmax temperature alpha^-{L} (same curve: claim a)",
+            )
+        for metric, color, label in (
+            ("curv/ggn/positive_curvature", "cornflowerblue", "Gauss-Newton part G"),
+            ("curv/rest/positive_curvature", "violet", "H - G"),
+            ("curv/hutch/positive_curvature", "tab:green", "Hutchinson, full space"),
+        ):
             xg, mg, sg = curve(recs, metric)
             if len(xg):
                 _band(ax, xg, mg, sg, color=color, lw=1.2, label=label)
@@ -81,8 +90,10 @@ def curvature_vs_alpha(groups: dict[str, list[dict]]):
 def accuracy_vs_alpha(groups: dict[str, list[dict]]):
     fig, axes = plt.subplots(1, len(groups), figsize=(6.2 * len(groups), 4.4), squeeze=False)
     for ax, (name, recs) in zip(axes[0], groups.items()):
-        for metric, color, label in (("train/acc", "tab:blue", "train accuracy"),
-                                     ("test/acc", "tab:red", "test accuracy")):
+        for metric, color, label in (
+            ("train/acc", "tab:blue", "train accuracy"),
+            ("test/acc", "tab:red", "test accuracy"),
+        ):
             x, m, s = curve(recs, metric)
             if len(x):
                 _band(ax, x, m, s, color=color, lw=2, marker=".", label=label)
@@ -134,5 +145,8 @@ def grad_vs_mismatch(groups: dict[str, list[dict]]):
 
 def figures(records: Iterable[dict]) -> dict[str, plt.Figure]:
     groups = by_setting(records)
-    return {"curvature_vs_alpha": curvature_vs_alpha(groups), "accuracy_vs_alpha": accuracy_vs_alpha(groups),
-            "grad_vs_mismatch": grad_vs_mismatch(groups)}
+    return {
+        "curvature_vs_alpha": curvature_vs_alpha(groups),
+        "accuracy_vs_alpha": accuracy_vs_alpha(groups),
+        "grad_vs_mismatch": grad_vs_mismatch(groups),
+    }

@@ -41,8 +41,9 @@ def alpha_grid(cfg: DictConfig) -> list[float]:
         alphas = [10 ** (lo + step * i) for i in range(int(round((hi - lo) / step)) + 1)]
     bad = [a for a in alphas if not (math.isfinite(a) and a > 0)]
     if bad:
-        raise BenchError(f"goldilocks.alphas must all be finite and > 0 (init scales, swept on a log axis); "
-                         f"got {bad[:3]}")
+        raise BenchError(
+            f"goldilocks.alphas must all be finite and > 0 (init scales, swept on a log axis); got {bad[:3]}"
+        )
     if len(alphas) < 3 or len(set(alphas)) != len(alphas):
         raise BenchError(f"goldilocks.alphas needs at least 3 distinct values, got {alphas}")
     return sorted(alphas)
@@ -66,8 +67,10 @@ def check_config(cfg: DictConfig) -> list[float]:
         raise BenchError(f"goldilocks.inits.count must be >= 3 (a correlation needs points), got {g.inits.count}")
     target = str(cfg.optimizer.get("_target_", ""))
     if target not in LINEAR_OPTIMIZERS:
-        raise BenchError(f"goldilocks trains every alpha with lr / alpha^(L-2) folded into the loss, which needs an "
-                         f"optimizer linear in the gradient ({', '.join(LINEAR_OPTIMIZERS)}); got {target!r}")
+        raise BenchError(
+            f"goldilocks trains every alpha with lr / alpha^(L-2) folded into the loss, which needs an "
+            f"optimizer linear in the gradient ({', '.join(LINEAR_OPTIMIZERS)}); got {target!r}"
+        )
     return alphas
 
 
@@ -80,11 +83,16 @@ def check_homogeneous(net: nn.Module) -> None:
     """Scaling weights by alpha scales the logits by alpha^L only without biases, normalisation layers and with
     positively homogeneous activations (ReLU / identity)."""
     bad = [n for n, _ in net.named_parameters() if not n.endswith("weight")]
-    bad += [type(m).__name__ for m in net.modules()
-            if isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d, nn.LayerNorm, nn.GELU, nn.Tanh, nn.Sigmoid, nn.SiLU))]
+    bad += [
+        type(m).__name__
+        for m in net.modules()
+        if isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d, nn.LayerNorm, nn.GELU, nn.Tanh, nn.Sigmoid, nn.SiLU))
+    ]
     if bad:
-        raise BenchError(f"goldilocks needs a homogeneous net (no biases, no normalisation, ReLU); found "
-                         f"{', '.join(bad[:4])}: set model.bias=false and model.activation=relu")
+        raise BenchError(
+            f"goldilocks needs a homogeneous net (no biases, no normalisation, ReLU); found "
+            f"{', '.join(bad[:4])}: set model.bias=false and model.activation=relu"
+        )
 
 
 def kaiming_init(net: nn.Module, generator: torch.Generator) -> nn.Module:
@@ -92,8 +100,11 @@ def kaiming_init(net: nn.Module, generator: torch.Generator) -> nn.Module:
     for m in net.modules():
         if isinstance(m, (nn.Linear, nn.Conv1d, nn.Conv2d)):
             with torch.no_grad():
-                m.weight.copy_(torch.nn.init.kaiming_normal_(torch.empty_like(m.weight, dtype=torch.float64),
-                                                             nonlinearity="relu", generator=generator))
+                m.weight.copy_(
+                    torch.nn.init.kaiming_normal_(
+                        torch.empty_like(m.weight, dtype=torch.float64), nonlinearity="relu", generator=generator
+                    )
+                )
     return net
 
 
@@ -101,20 +112,28 @@ def generator(seed: int, part: str) -> torch.Generator:
     return torch.Generator().manual_seed(seed * 1_000 + {"init": 1, "projection": 2, "inits": 3, "probes": 4}[part])
 
 
-def curvature_sweeps(net: nn.Module, x, y, num_classes: int, alphas: list[float], L: int, cfg: DictConfig,
-                     seed: int, progress: bool) -> dict[str, float]:
+def curvature_sweeps(
+    net: nn.Module, x, y, num_classes: int, alphas: list[float], L: int, cfg: DictConfig, seed: int, progress: bool
+) -> dict[str, float]:
     """Both sweeps on one projection R per run (the same R at every alpha, in both sweeps)."""
     dtype = getattr(torch, cfg.dtype)
     P = sum(p.numel() for p in net.parameters())
     proj = sparse_projection(P, int(cfg.dim), generator(seed, "projection"), dtype) if cfg.mode == "subspace" else None
-    kw = dict(mode=str(cfg.mode), dim=int(cfg.dim), projection=proj, dtype=dtype,
-              max_hessian_bytes=float(cfg.max_hessian_gb) * 2**30, return_matrices=True)
+    kw = dict(
+        mode=str(cfg.mode),
+        dim=int(cfg.dim),
+        projection=proj,
+        dtype=dtype,
+        max_hessian_bytes=float(cfg.max_hessian_gb) * 2**30,
+        return_matrices=True,
+    )
     out: dict[str, float] = {}
     bar = tqdm(alphas, desc="goldilocks: curvature sweep over alpha", disable=not progress, leave=False)
     for a in bar:
-        T = a ** -L
-        cw, mw = loss_curvature(net, x, y, num_classes, scale=a, probes=int(cfg.probes),
-                                generator=generator(seed, "probes"), **kw)
+        T = a**-L
+        cw, mw = loss_curvature(
+            net, x, y, num_classes, scale=a, probes=int(cfg.probes), generator=generator(seed, "probes"), **kw
+        )
         ct, mt = loss_curvature(net, x, y, num_classes, temperature=T, ggn=False, **kw)
         out.update({point_name(f"curv/{k}", alpha=a): v for k, v in cw.items()})
         out.update({point_name(f"curv/{k}", temperature=T): v for k, v in ct.items()})
@@ -151,9 +170,12 @@ def summaries(metrics: dict[str, float], alphas: list[float]) -> dict[str, float
     acc = np.array([metrics.get(point_name("test/acc", alpha=a), math.nan) for a in alphas])
     p, b = int(np.argmax(curv)), int(np.nanargmax(acc)) if np.isfinite(acc).any() else 0
     return {
-        "curv/peak": float(curv[p]), "curv/peak_alpha": alphas[p],
+        "curv/peak": float(curv[p]),
+        "curv/peak_alpha": alphas[p],
         "identity/max_curv_abs_diff": max(metrics[point_name("identity/curv_abs_diff", alpha=a)] for a in alphas),
-        "sweep/best_test_acc": float(acc[b]), "sweep/best_alpha": alphas[b], "sweep/test_acc_at_peak": float(acc[p]),
+        "sweep/best_test_acc": float(acc[b]),
+        "sweep/best_alpha": alphas[b],
+        "sweep/test_acc_at_peak": float(acc[p]),
     }
 
 
@@ -178,8 +200,14 @@ def goldilocks(ctx: RunContext) -> None:
     base = {k: v.clone() for k, v in net.state_dict().items()}
     ctx.log_metrics(random_inits(net, x, y, dm.num_classes, int(g.inits.count), ctx.seed, cdtype))
     net.load_state_dict(base)
-    module = AlphaSweepModule(net, ctx.optimizer_factory(), alphas=alphas, depth=L, dtype=str(g.train.dtype),
-                              steps_per_epoch=int(g.train.steps_per_epoch))
+    module = AlphaSweepModule(
+        net,
+        ctx.optimizer_factory(),
+        alphas=alphas,
+        depth=L,
+        dtype=str(g.train.dtype),
+        steps_per_epoch=int(g.train.steps_per_epoch),
+    )
     ctx.fit(module, dm)
     ctx.log_metrics(summaries(ctx.metrics, alphas))
     this_run = {"metrics": ctx.metrics, "config": {"data": {"_target_": cfg.data._target_}}}

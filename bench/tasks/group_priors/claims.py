@@ -71,12 +71,25 @@ def tau_ablation(records: RecordSet):
 
 
 CLAIMS = [
-    Claim("(a) ERM: worst-group accuracy far below average accuracy",
-          "mean(acc - wga) >= 0.10 and its one-sided 95% lower bound > 0", erm_gap),
-    Claim("(b) DFR and GAP (last layer) raise worst-group accuracy by a large margin over ERM",
-          "for each: mean paired gain >= 0.10 and its one-sided 95% lower bound > 0", last_layer_gains),
-    Claim("(c) GAP (last layer) >= DFR within seed noise",
-          "one-sided 95% upper bound of mean(wga GAP - wga DFR) >= 0", gap_vs_dfr),
-    Claim("(d) ablation: tau = 0 lowers GAP's worst-group accuracy", "mean paired wga(tau>0) - wga(tau=0) > 0",
-          tau_ablation, trend=True),
+    Claim(
+        "(a) ERM: worst-group accuracy far below average accuracy",
+        "mean(acc - wga) >= 0.10 and its one-sided 95% lower bound > 0",
+        erm_gap,
+    ),
+    Claim(
+        "(b) DFR and GAP (last layer) raise worst-group accuracy by a large margin over ERM",
+        "for each: mean paired gain >= 0.10 and its one-sided 95% lower bound > 0",
+        last_layer_gains,
+    ),
+    Claim(
+        "(c) GAP (last layer) >= DFR within seed noise",
+        "one-sided 95% upper bound of mean(wga GAP - wga DFR) >= 0",
+        gap_vs_dfr,
+    ),
+    Claim(
+        "(d) ablation: tau = 0 lowers GAP's worst-group accuracy",
+        "mean paired wga(tau>0) - wga(tau=0) > 0",
+        tau_ablation,
+        trend=True,
+    ),
 ]

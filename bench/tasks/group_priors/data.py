@@ -30,10 +30,13 @@ def require_groups(dm, method: str, data_name: str) -> None:
         raise BenchError(
             f"method={method} needs group labels ('group' in every split and num_groups > 0), but data {data_name} "
             "has none. Use data with groups (data=spurious, data=colored_digits, data=waterbirds, data=celeba) "
-            "or method=erm.")
+            "or method=erm."
+        )
     if "val" not in dm.splits:
-        raise BenchError(f"method={method} needs a group-annotated validation split, but data {data_name} has none; "
-                         "give the datamodule one (e.g. data.val_fraction=0.2)")
+        raise BenchError(
+            f"method={method} needs a group-annotated validation split, but data {data_name} has none; "
+            "give the datamodule one (e.g. data.val_fraction=0.2)"
+        )
 
 
 def group_counts(split: dict[str, Tensor], num_groups: int) -> Tensor:
@@ -50,8 +53,11 @@ def warn_empty_groups(dm, split_names: tuple[str, ...] = ("train", "val")) -> li
         counts = group_counts(dm.splits[name], dm.num_groups)
         empty = [g for g in range(dm.num_groups) if counts[g] == 0]
         for g in empty:
-            warnings.warn(f"{describe(dm, g)} has no examples in the {name} split"
-                          + ("; it is left out of test/worst_group_acc" if name == "train" else ""), stacklevel=2)
+            warnings.warn(
+                f"{describe(dm, g)} has no examples in the {name} split"
+                + ("; it is left out of test/worst_group_acc" if name == "train" else ""),
+                stacklevel=2,
+            )
         if name == "train":
             unseen = empty
     return unseen

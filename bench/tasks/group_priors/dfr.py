@@ -40,8 +40,13 @@ class AveragedLogisticHead:
         for _ in range(self.num_subsets):
             idx = balanced_subset(groups, rng)
             solver = "liblinear" if num_classes == 2 else "saga"
-            lr = LogisticRegression(C=self.C, l1_ratio=self.l1_ratio, solver=solver, max_iter=self.max_iter,
-                                    random_state=int(rng.integers(2**31)))
+            lr = LogisticRegression(
+                C=self.C,
+                l1_ratio=self.l1_ratio,
+                solver=solver,
+                max_iter=self.max_iter,
+                random_state=int(rng.integers(2**31)),
+            )
             lr.fit(z[idx], y[idx])
             coef, intercept = self._full(lr, num_classes)
             coefs.append(coef)

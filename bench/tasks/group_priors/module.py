@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -25,8 +25,10 @@ ERMModule = GroupClassifier
 
 def require_feature_split(net: nn.Module) -> None:
     if not (hasattr(net, "features") and isinstance(getattr(net, "classifier", None), nn.Linear)):
-        raise BenchError(f"last-layer methods need a model with .features and a linear .classifier "
-                         f"(bench.models.mlp.MLP, bench.models.cnn.SmallCNN); {type(net).__name__} has not")
+        raise BenchError(
+            f"last-layer methods need a model with .features and a linear .classifier "
+            f"(bench.models.mlp.MLP, bench.models.cnn.SmallCNN); {type(net).__name__} has not"
+        )
 
 
 # -- GroupDRO ----------------------------------------------------------------------------------------------------
@@ -48,7 +50,9 @@ class GroupDROModule(GroupClassifier):
     """Minimises sum_g q_g L_g with the group weights q updated online (step size ``eta``) from the batch's group
     losses. ``group_weights`` is kept in the state dict (it resumes with the run)."""
 
-    def __init__(self, net: nn.Module, optimizer: Callable | None = None, num_groups: int = 4, eta: float = 0.01) -> None:
+    def __init__(
+        self, net: nn.Module, optimizer: Callable | None = None, num_groups: int = 4, eta: float = 0.01
+    ) -> None:
         super().__init__(net, optimizer)
         if eta <= 0:
             raise BenchError(f"group_dro.eta must be > 0, got {eta}")

@@ -40,20 +40,23 @@ METHODS = ("erm", "dfr", "group_dro", "jtt", "gap_last_layer", "gap_all_layers")
 
 @dataclass
 class ERMResult:
-    final: dict            # net weights after the last ERM epoch: theta_0 of GAP, the features of DFR
-    selected: dict         # net weights of the epoch selected on validation: the ERM baseline
+    final: dict  # net weights after the last ERM epoch: theta_0 of GAP, the features of DFR
+    selected: dict  # net weights of the epoch selected on validation: the ERM baseline
     snapshots: dict = field(default_factory=dict)  # epoch -> net weights (JTT's identification model)
-    metrics: dict = field(default_factory=dict)    # the ERM stage's metrics, without the "erm/" prefix
+    metrics: dict = field(default_factory=dict)  # the ERM stage's metrics, without the "erm/" prefix
 
 
 def _net_state(module_state: dict) -> dict:
-    return {k[len("net."):]: v for k, v in module_state.items() if k.startswith("net.")}
+    return {k[len("net.") :]: v for k, v in module_state.items() if k.startswith("net.")}
 
 
 def erm_key(cfg) -> dict:
     """The config parts that define the ERM stage (the harness adds trainer, threads and the task version)."""
     return {
-        "data": cfg.data, "model": cfg.model, "optimizer": cfg.optimizer, "erm": cfg.erm,
+        "data": cfg.data,
+        "model": cfg.model,
+        "optimizer": cfg.optimizer,
+        "erm": cfg.erm,
         "every_n_epochs": int(cfg.selection.every_n_epochs) if str(cfg.erm.selection_metric) != "none" else None,
     }
 
@@ -78,11 +81,19 @@ def erm_stage(ctx: RunContext, dm, grouped: bool) -> ERMResult:
             overrides["check_val_every_n_epoch"] = int(cfg.selection.every_n_epochs)
         else:
             overrides["limit_val_batches"] = 0
-        out = ctx.fit(module, dm, stage="erm", test=False,
-                      extra_callbacks=[snapshots] + ([selection] if select else []), **overrides)
+        out = ctx.fit(
+            module,
+            dm,
+            stage="erm",
+            test=False,
+            extra_callbacks=[snapshots] + ([selection] if select else []),
+            **overrides,
+        )
         final = _net_state(module.state_dict())
-        selected = _net_state(selection.best_state) if selection is not None and selection.best_state is not None else final
-        metrics = {k[len("erm/"):]: v for k, v in out.items() if k.startswith("erm/")}
+        selected = (
+            _net_state(selection.best_state) if selection is not None and selection.best_state is not None else final
+        )
+        metrics = {k[len("erm/") :]: v for k, v in out.items() if k.startswith("erm/")}
         if selection is None:  # the last epoch is the selected one
             metrics["select/epoch"] = float(cfg.erm.max_epochs)
             ctx.log_metrics({"select/epoch": metrics["select/epoch"]}, stage="erm")
@@ -103,8 +114,15 @@ def _fit_selected(ctx: RunContext, module, datamodule, max_epochs: int, stage: s
     """Fit with validation every ``selection.every_n_epochs`` epochs; the module ends with the selected weights."""
     cfg = ctx.cfg
     selection = _selection(datamodule, True, str(cfg.selection.metric), restore_best=True)
-    return ctx.fit(module, datamodule, stage=stage, test=test, extra_callbacks=[selection], max_epochs=int(max_epochs),
-                   check_val_every_n_epoch=int(cfg.selection.every_n_epochs))
+    return ctx.fit(
+        module,
+        datamodule,
+        stage=stage,
+        test=test,
+        extra_callbacks=[selection],
+        max_epochs=int(max_epochs),
+        check_val_every_n_epoch=int(cfg.selection.every_n_epochs),
+    )
 
 
 def _retraining_view(ctx: RunContext, dm, **kwargs) -> tuple[TensorDataModule, dict]:
@@ -177,9 +195,18 @@ def run_gap(ctx: RunContext, dm, erm: ERMResult, last_layer_only: bool) -> None:
 
     def build(prior_precision: float) -> GAPModule:
         return GAPModule(
-            _net_from(ctx, dm, erm.final), ctx.optimizer_factory(cfg.optimizer), context=fit,
-            num_groups=dm.num_groups, num_train=len(fit["y"]), tau=float(cfg.tau), rho=float(cfg.rho), s=float(cfg.s),
-            prior_precision=float(prior_precision), context_size=int(cfg.context_size), last_layer_only=last_layer_only)
+            _net_from(ctx, dm, erm.final),
+            ctx.optimizer_factory(cfg.optimizer),
+            context=fit,
+            num_groups=dm.num_groups,
+            num_train=len(fit["y"]),
+            tau=float(cfg.tau),
+            rho=float(cfg.rho),
+            s=float(cfg.s),
+            prior_precision=float(prior_precision),
+            context_size=int(cfg.context_size),
+            last_layer_only=last_layer_only,
+        )
 
     if len(grid) == 1:
         _fit_selected(ctx, build(grid[0]), view, cfg.max_epochs)
@@ -210,11 +237,16 @@ RUNNERS = {
 def exclude_unseen_groups(ctx: RunContext, num_groups: int, unseen: list[int]) -> None:
     """Worst-group accuracy over the groups that had training examples (the per-group numbers stay recorded;
     the minimum over all measured groups is kept as ``test/worst_group_acc_all``)."""
-    accs = {g: ctx.metrics.get(f"test/group_acc/{g}") for g in range(num_groups)
-            if (ctx.metrics.get(f"test/group_count/{g}") or 0) > 0}
+    accs = {
+        g: ctx.metrics.get(f"test/group_acc/{g}")
+        for g in range(num_groups)
+        if (ctx.metrics.get(f"test/group_count/{g}") or 0) > 0
+    }
     seen = [a for g, a in accs.items() if g not in unseen and a is not None]
     if "test/worst_group_acc" in ctx.metrics and seen:
-        ctx.log_metrics({"test/worst_group_acc_all": ctx.metrics["test/worst_group_acc"], "test/worst_group_acc": min(seen)})
+        ctx.log_metrics(
+            {"test/worst_group_acc_all": ctx.metrics["test/worst_group_acc"], "test/worst_group_acc": min(seen)}
+        )
 
 
 def check_method_config(ctx: RunContext, dm, method: str) -> None:
@@ -223,8 +255,10 @@ def check_method_config(ctx: RunContext, dm, method: str) -> None:
     if method == "jtt":
         epoch = int(cfg.jtt.identification_epochs)
         if epoch not in [int(e) for e in cfg.erm.snapshot_epochs or []] or not 1 <= epoch <= int(cfg.erm.max_epochs):
-            raise BenchError(f"jtt.identification_epochs={epoch} must lie in 1..erm.max_epochs={cfg.erm.max_epochs} "
-                             f"and be one of erm.snapshot_epochs={list(cfg.erm.snapshot_epochs or [])}")
+            raise BenchError(
+                f"jtt.identification_epochs={epoch} must lie in 1..erm.max_epochs={cfg.erm.max_epochs} "
+                f"and be one of erm.snapshot_epochs={list(cfg.erm.snapshot_epochs or [])}"
+            )
     metric = str(cfg.erm.selection_metric)
     if metric != "none" and metric not in SELECTION_METRICS:
         raise BenchError(f"unknown erm.selection_metric {metric!r}; known: none, {', '.join(SELECTION_METRICS)}")

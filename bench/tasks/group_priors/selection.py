@@ -44,8 +44,15 @@ class ValidationSelection(L.Callback):
     def on_validation_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self.acc = PerGroupAccuracy(max(self.num_groups, 1)).to(pl_module.device)
 
-    def on_validation_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any,
-                                batch_idx: int, dataloader_idx: int = 0) -> None:
+    def on_validation_batch_end(
+        self,
+        trainer: L.Trainer,
+        pl_module: L.LightningModule,
+        outputs: Any,
+        batch: Any,
+        batch_idx: int,
+        dataloader_idx: int = 0,
+    ) -> None:
         groups = batch["group"] if self.num_groups else torch.zeros_like(batch["y"])
         self.acc.update(outputs["logits"].detach(), batch["y"], groups)
 
@@ -62,8 +69,12 @@ class ValidationSelection(L.Callback):
 
     def state_dict(self) -> dict[str, Any]:
         """Saved with each checkpoint: a resumed stage still knows its best epoch and weights."""
-        return {"best_score": self.best_score, "best_epoch": self.best_epoch, "best_state": self.best_state,
-                "history": [list(h) for h in self.history]}
+        return {
+            "best_score": self.best_score,
+            "best_epoch": self.best_epoch,
+            "best_state": self.best_state,
+            "history": [list(h) for h in self.history],
+        }
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self.best_score, self.best_epoch = float(state_dict["best_score"]), int(state_dict["best_epoch"])

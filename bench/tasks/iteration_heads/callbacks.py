@@ -16,8 +16,14 @@ ATTENTION_KEYS = ("l2_mass_xt", "l1_mass_eoi", "l2_peak_xt", "l1_peak_eoi", "uni
 
 
 @torch.no_grad()
-def evaluate_split(net: torch.nn.Module, loader: Any, n_len: int, device: torch.device, attention: bool,
-                   averaged: list[int] | None = None) -> dict[str, Any]:
+def evaluate_split(
+    net: torch.nn.Module,
+    loader: Any,
+    n_len: int,
+    device: torch.device,
+    attention: bool,
+    averaged: list[int] | None = None,
+) -> dict[str, Any]:
     """Sequence accuracy (mean of acc_L over ``averaged`` lengths) and, when ``attention``, the iteration-head
     metrics of ``net`` on a loader."""
     was_training = net.training
@@ -50,10 +56,20 @@ class IterationHeadCallback(L.Callback):
     training) and ``attention_record`` (those maps, per-step metric curves, the training history).
     """
 
-    def __init__(self, every_n_epochs: int = 10, threshold: float = 0.95, stop_when_reached: bool = False,
-                 n_examples: int = 3, figures: bool = True) -> None:
+    def __init__(
+        self,
+        every_n_epochs: int = 10,
+        threshold: float = 0.95,
+        stop_when_reached: bool = False,
+        n_examples: int = 3,
+        figures: bool = True,
+    ) -> None:
         self.every_n_epochs, self.threshold = int(every_n_epochs), float(threshold)
-        self.stop_when_reached, self.n_examples, self.make_figures = bool(stop_when_reached), int(n_examples), bool(figures)
+        self.stop_when_reached, self.n_examples, self.make_figures = (
+            bool(stop_when_reached),
+            int(n_examples),
+            bool(figures),
+        )
         self.history: list[dict[str, float]] = []
         self.reached_epoch: int | None = None
         self.figures: dict[str, Any] = {}
@@ -66,14 +82,24 @@ class IterationHeadCallback(L.Callback):
         if not self.every_n_epochs or epoch % self.every_n_epochs:
             return
         dm = trainer.datamodule
-        r = evaluate_split(pl_module.net, dm.test_dataloader(), dm.n_len, pl_module.device, attention=dm.cot,
-                           averaged=getattr(dm, "eval_lengths", None))
+        r = evaluate_split(
+            pl_module.net,
+            dm.test_dataloader(),
+            dm.n_len,
+            pl_module.device,
+            attention=dm.cot,
+            averaged=getattr(dm, "eval_lengths", None),
+        )
         point = {"epoch": float(epoch), "acc": float(r["acc"]["acc"])}
         if "attention" in r:
             point.update({k: float(r["attention"][k]) for k in ATTENTION_KEYS})
         self.history.append(point)
-        pl_module.log_dict({("curve/" if k == "acc" else "curve/attn/") + k: v for k, v in point.items() if k != "epoch"},
-                           on_step=False, on_epoch=True, sync_dist=False)
+        pl_module.log_dict(
+            {("curve/" if k == "acc" else "curve/attn/") + k: v for k, v in point.items() if k != "epoch"},
+            on_step=False,
+            on_epoch=True,
+            sync_dist=False,
+        )
         if self.reached_epoch is None and point["acc"] >= self.threshold:
             self.reached_epoch = epoch
         if self.stop_when_reached and self.reached_epoch is not None:
@@ -88,10 +114,19 @@ class IterationHeadCallback(L.Callback):
     # -- test --------------------------------------------------------------------------------------------------
     def on_test_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         dm = trainer.datamodule
-        self.stats = IterationHeadStats(dm.n_len, pl_module.net.blocks[0].attn.n_heads).to(pl_module.device) if dm.cot else None
+        self.stats = (
+            IterationHeadStats(dm.n_len, pl_module.net.blocks[0].attn.n_heads).to(pl_module.device) if dm.cot else None
+        )
 
-    def on_test_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any,
-                          batch_idx: int, dataloader_idx: int = 0) -> None:
+    def on_test_batch_end(
+        self,
+        trainer: L.Trainer,
+        pl_module: L.LightningModule,
+        outputs: Any,
+        batch: Any,
+        batch_idx: int,
+        dataloader_idx: int = 0,
+    ) -> None:
         if self.stats is not None:
             maps = outputs["attention"]
             self.stats.update(maps[0], maps[1], batch["length"])
@@ -101,8 +136,16 @@ class IterationHeadCallback(L.Callback):
         metrics = {
             f"epochs_to_{self.pct}": float(self.reached_epoch) if self.reached_epoch is not None else math.nan,
             f"reached_{self.pct}": float(self.reached_epoch is not None),
-            "train/acc": float(evaluate_split(pl_module.net, dm.train_eval_dataloader(), dm.n_len, pl_module.device, False,
-                                              getattr(dm, "eval_lengths", None))["acc"]["acc"]),
+            "train/acc": float(
+                evaluate_split(
+                    pl_module.net,
+                    dm.train_eval_dataloader(),
+                    dm.n_len,
+                    pl_module.device,
+                    False,
+                    getattr(dm, "eval_lengths", None),
+                )["acc"]["acc"]
+            ),
         }
         per_step = {}
         if self.stats is not None:
@@ -116,10 +159,18 @@ class IterationHeadCallback(L.Callback):
             pl_module.net.eval()
             _, maps = pl_module.net.forward_with_attention(examples["x"].to(pl_module.device))
             pl_module.net.train(was_training)
-        self.attention_record = {"tokens": examples["x"], "lengths": examples["length"], "maps": [m.cpu() for m in maps],
-                                 "per_step": per_step, "history": list(self.history), "token_ids": dict(dm.tokens)}
+        self.attention_record = {
+            "tokens": examples["x"],
+            "lengths": examples["length"],
+            "maps": [m.cpu() for m in maps],
+            "per_step": per_step,
+            "history": list(self.history),
+            "token_ids": dict(dm.tokens),
+        }
         if self.make_figures:
-            self.figures = {"attention_maps": attention_figure(examples["x"], examples["length"], [m.cpu() for m in maps], dm)}
+            self.figures = {
+                "attention_maps": attention_figure(examples["x"], examples["length"], [m.cpu() for m in maps], dm)
+            }
             if self.history:
                 self.figures["training_curves"] = curves_figure(self.history, self.threshold)
 
@@ -130,7 +181,10 @@ class IterationHeadCallback(L.Callback):
 
 
 def token_names(tokens: Tensor, ids: dict[str, int]) -> list[str]:
-    names = {v: ("BoS" if k.startswith("bos") else k.upper().replace("EOI", "EoI").replace("EOS", "EoS")) for k, v in ids.items()}
+    names = {
+        v: ("BoS" if k.startswith("bos") else k.upper().replace("EOI", "EoI").replace("EOS", "EoS"))
+        for k, v in ids.items()
+    }
     return [names.get(int(t), str(int(t))) for t in tokens]
 
 
@@ -173,8 +227,12 @@ def curves_figure(history: list[dict[str, float]], threshold: float):
 
     fig, ax = plt.subplots(figsize=(6, 3.5))
     epochs = [h["epoch"] for h in history]
-    for key, label in (("acc", "test sequence acc"), ("l2_mass_xt", "layer-2 mass on x_t"),
-                       ("l1_mass_eoi", "layer-1 mass on EoI"), ("l2_peak_xt", "layer-2 peakiness")):
+    for key, label in (
+        ("acc", "test sequence acc"),
+        ("l2_mass_xt", "layer-2 mass on x_t"),
+        ("l1_mass_eoi", "layer-1 mass on EoI"),
+        ("l2_peak_xt", "layer-2 peakiness"),
+    ):
         if key in history[0]:
             ax.plot(epochs, [h[key] for h in history], label=label)
     ax.axhline(threshold, color="gray", ls=":", lw=0.8)

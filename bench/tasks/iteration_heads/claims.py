@@ -25,8 +25,15 @@ from bench.harness.claims import Claim, Outcome, RecordSet
 from bench.harness.stats import Summary, summarize
 
 COT_MIN, NO_COT_MAX, MASS_RATIO_MIN = 0.95, 0.65, 2.0
-DATA_KEYS = ("n_len", "min_len", "n_per_length", "train_fraction", "train_rows_per_length", "min_test_sequences",
-             "seed")
+DATA_KEYS = (
+    "n_len",
+    "min_len",
+    "n_per_length",
+    "train_fraction",
+    "train_rows_per_length",
+    "min_test_sequences",
+    "seed",
+)
 
 
 def _parity(records: RecordSet, cot: bool) -> RecordSet | None:
@@ -51,8 +58,11 @@ def cot_beats_no_cot(records: RecordSet) -> Outcome | None:
     detail = f"seeds: {len(a)} CoT, {len(b)} no-CoT; worst CoT {min(a.values()):.3f}, best no-CoT {max(b.values()):.3f}"
     if len(settings) > 1:
         detail += f"; the runs differ in (n_len, max_epochs): {sorted(settings)}"
-    return Outcome({**_stat("cot_acc", summarize(a.values())), **_stat("no_cot_acc", summarize(b.values())),
-                    "n": len(a)}, ok, detail)
+    return Outcome(
+        {**_stat("cot_acc", summarize(a.values())), **_stat("no_cot_acc", summarize(b.values())), "n": len(a)},
+        ok,
+        detail,
+    )
 
 
 def layer2_attends_to_xt(records: RecordSet) -> Outcome | None:
@@ -70,8 +80,10 @@ def layer2_attends_to_xt(records: RecordSet) -> Outcome | None:
     for stage in ("pretrain", "full"):
         if transfers.has(f"{stage}/test/attn/l2_mass_ratio"):
             problem = transfers.records[0]["config"]["transfer"]["source" if stage == "pretrain" else "target"]
-            context.append(f"not checked: {stage} ({problem}) mass/uniform "
-                           f"{transfers.summary(f'{stage}/test/attn/l2_mass_ratio').mean:.2f}")
+            context.append(
+                f"not checked: {stage} ({problem}) mass/uniform "
+                f"{transfers.summary(f'{stage}/test/attn/l2_mass_ratio').mean:.2f}"
+            )
     return Outcome(measured, bool(min(ratio.values()) >= MASS_RATIO_MIN), "; ".join(context))
 
 
@@ -87,10 +99,12 @@ def _scratch_reference(record: dict, singles: list[dict]) -> dict | None:
     data = record["config"]["data"]
     for r in singles:
         d = r["config"]["data"]
-        if (r.get("seed") == record.get("seed")
-                and r["config"]["trainer"]["max_epochs"] >= record["config"]["transfer"]["finetune_epochs"]
-                and all(d.get(k) == data.get(k) for k in DATA_KEYS)
-                and r["config"]["model"] == record["config"]["model"]):
+        if (
+            r.get("seed") == record.get("seed")
+            and r["config"]["trainer"]["max_epochs"] >= record["config"]["transfer"]["finetune_epochs"]
+            and all(d.get(k) == data.get(k) for k in DATA_KEYS)
+            and r["config"]["model"] == record["config"]["model"]
+        ):
             return r
     return None
 
@@ -125,12 +139,17 @@ def pretraining_speeds_up_parity(records: RecordSet) -> Outcome | None:
         censored["scratch"] += c
     speedup = {s: scratch[s] - full[s] for s in full}
     diff = summarize(speedup.values())
-    measured = {**_stat("full_epochs", summarize(full.values())),
-                **_stat("scratch_epochs", summarize(scratch.values())),
-                **_stat("speedup", diff), "speedup_lower95": diff.lower95, "n": len(speedup)}
+    measured = {
+        **_stat("full_epochs", summarize(full.values())),
+        **_stat("scratch_epochs", summarize(scratch.values())),
+        **_stat("speedup", diff),
+        "speedup_lower95": diff.lower95,
+        "n": len(speedup),
+    }
     notes = [f"per seed scratch - full: {', '.join(f'{s}: {v:g}' for s, v in speedup.items())}"]
-    notes += [f"{k}: {v} of {len(full)} seeds never reached 95% (counted as budget + 1)"
-              for k, v in censored.items() if v]
+    notes += [
+        f"{k}: {v} of {len(full)} seeds never reached 95% (counted as budget + 1)" for k, v in censored.items() if v
+    ]
     notes.append(f"scratch from the {', '.join(sorted(sources))}")
     if mismatched:
         notes.append("curves sampled differently: " + "; ".join(mismatched))
@@ -139,13 +158,20 @@ def pretraining_speeds_up_parity(records: RecordSet) -> Outcome | None:
 
 
 CLAIMS = [
-    Claim("(a) parity: CoT learns it, no CoT does not",
-          f"CoT test acc (L >= 4) >= {COT_MIN} and no-CoT <= {NO_COT_MAX} on every seed, same n_len and budget",
-          cot_beats_no_cot),
-    Claim("(b) CoT parity: layer-2 attention concentrates on x_t",
-          f"layer-2 mass on x_t >= {MASS_RATIO_MIN:g}x uniform on every seed; peakiness reported",
-          layer2_attends_to_xt),
-    Claim("(c) polynomial pre-training speeds up parity",
-          "epochs to 95%: fine-tuned (full) < from scratch on every seed, both sampled every epoch alike",
-          pretraining_speeds_up_parity, trend=True),
+    Claim(
+        "(a) parity: CoT learns it, no CoT does not",
+        f"CoT test acc (L >= 4) >= {COT_MIN} and no-CoT <= {NO_COT_MAX} on every seed, same n_len and budget",
+        cot_beats_no_cot,
+    ),
+    Claim(
+        "(b) CoT parity: layer-2 attention concentrates on x_t",
+        f"layer-2 mass on x_t >= {MASS_RATIO_MIN:g}x uniform on every seed; peakiness reported",
+        layer2_attends_to_xt,
+    ),
+    Claim(
+        "(c) polynomial pre-training speeds up parity",
+        "epochs to 95%: fine-tuned (full) < from scratch on every seed, both sampled every epoch alike",
+        pretraining_speeds_up_parity,
+        trend=True,
+    ),
 ]

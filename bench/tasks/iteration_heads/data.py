@@ -5,7 +5,8 @@ A problem is a recurrence s_t = F(s_{t-1}, x_t) over inputs x_1..x_L. A sequence
     [BoS_problem] x_1 .. x_L [EoI] s_1 .. s_L [EoS]      (chain of thought)
     [BoS_problem] x_1 .. x_L [EoI] s_L [EoS]             (no chain of thought)
 
-padded with EoS to the length of the longest one (2 n_len + 3 tokens with CoT, n_len + 4 without). The model sees ``x = seq[:-1]`` and predicts ``y = seq[1:]``;
+padded with EoS to the length of the longest one (2 n_len + 3 tokens with CoT, n_len + 4 without). The model sees
+``x = seq[:-1]`` and predicts ``y = seq[1:]``;
 ``mask`` marks the targets after EoI (the answer tokens and the closing EoS), the only ones in the loss and in
 the accuracy. Data symbols are the tokens 0..n_symbols-1 (shared by every problem, so a model can move from one
 problem to another); the special tokens (one BoS per problem, EoI, EoS) come after them.
@@ -57,8 +58,10 @@ def resolve_tokens(n_symbols: int, special_tokens: Mapping[str, int] | None) -> 
     tokens.update({k: int(v) for k, v in (special_tokens or {}).items()})
     for name, tok in tokens.items():
         if 0 <= tok < n_symbols:
-            raise BenchError(f"special token {name}={tok} collides with the data symbols 0..{n_symbols - 1}; "
-                             f"give it an id >= {n_symbols} in data.special_tokens")
+            raise BenchError(
+                f"special token {name}={tok} collides with the data symbols 0..{n_symbols - 1}; "
+                f"give it an id >= {n_symbols} in data.special_tokens"
+            )
         if tok < 0:
             raise BenchError(f"special token {name}={tok} is negative; token ids must be >= 0")
     by_id: dict[int, list[str]] = {}
@@ -67,7 +70,9 @@ def resolve_tokens(n_symbols: int, special_tokens: Mapping[str, int] | None) -> 
     clashes = {tok: names for tok, names in by_id.items() if len(names) > 1}
     if clashes:
         desc = "; ".join(f"{' and '.join(n)} are all {t}" for t, n in clashes.items())
-        raise BenchError(f"vocabulary collision between special tokens ({desc}); give each a distinct id in data.special_tokens")
+        raise BenchError(
+            f"vocabulary collision between special tokens ({desc}); give each a distinct id in data.special_tokens"
+        )
     return tokens
 
 
@@ -176,12 +181,16 @@ class IterationDataModule(TensorDataModule):
         self.train_rows_per_length = None if train_rows_per_length is None else int(train_rows_per_length)
         self.min_test_sequences = int(min_test_sequences)
         if problem not in PROBLEMS:
-            raise BenchError(f"unknown iteration_heads problem {problem!r}; set data.problem to one of {', '.join(PROBLEMS)}")
+            raise BenchError(
+                f"unknown iteration_heads problem {problem!r}; set data.problem to one of {', '.join(PROBLEMS)}"
+            )
         from sympy import isprime
 
         if not isprime(int(modulus)):
-            raise BenchError(f"data.modulus={modulus} is not prime: polynomial iteration runs over the field F_p; "
-                             "use a prime such as 5, 7, 11 or 13")
+            raise BenchError(
+                f"data.modulus={modulus} is not prime: polynomial iteration runs over the field F_p; "
+                "use a prime such as 5, 7, 11 or 13"
+            )
         if not 1 <= int(min_len) <= int(n_len):
             raise BenchError(f"need 1 <= data.min_len <= data.n_len, got min_len={min_len}, n_len={n_len}")
         if not 0.0 < float(train_fraction) < 1.0:
@@ -192,10 +201,14 @@ class IterationDataModule(TensorDataModule):
         self.n_symbols = int(n_symbols) if n_symbols is not None else max(self.modulus, 2)
         needed = alphabet_size(problem, self.modulus, self.n_symbols)
         if needed > self.n_symbols:
-            raise BenchError(f"problem {problem} uses symbols 0..{needed - 1} but data.n_symbols={self.n_symbols}; "
-                             f"raise data.n_symbols to >= {needed}")
+            raise BenchError(
+                f"problem {problem} uses symbols 0..{needed - 1} but data.n_symbols={self.n_symbols}; "
+                f"raise data.n_symbols to >= {needed}"
+            )
         if needed**self.n_len >= 2**62:
-            raise BenchError(f"{needed}**n_len with n_len={self.n_len} overflows the int64 sequence codes; lower data.n_len")
+            raise BenchError(
+                f"{needed}**n_len with n_len={self.n_len} overflows the int64 sequence codes; lower data.n_len"
+            )
         self.tokens = resolve_tokens(self.n_symbols, special_tokens)
         self.num_classes = max(self.tokens.values()) + 1
         self.seq_len = sequence_length(self.n_len, self.cot) - 1

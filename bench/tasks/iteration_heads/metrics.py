@@ -108,8 +108,12 @@ class IterationHeadStats(Metric):
         eoi = layer1[q["row"], :, q["query"], q["eoi_key"]].double()  # (queries, heads)
         xt = layer2[q["row"], :, q["query"], q["x_key"]].double()
         t = q["t"]
-        for name, values in (("l1_mass_eoi", eoi), ("l2_mass_xt", xt),
-                             ("l1_peak_eoi", (eoi > self.threshold).double()), ("l2_peak_xt", (xt > self.threshold).double())):
+        for name, values in (
+            ("l1_mass_eoi", eoi),
+            ("l2_mass_xt", xt),
+            ("l1_peak_eoi", (eoi > self.threshold).double()),
+            ("l2_peak_xt", (xt > self.threshold).double()),
+        ):
             getattr(self, name).index_add_(1, t, values.T)
         self.uniform.index_add_(0, t, 1.0 / (q["query"] + 1).double())
         self.count.index_add_(0, t, torch.ones_like(t, dtype=torch.float64))
@@ -118,7 +122,7 @@ class IterationHeadStats(Metric):
         """Scalars (best head per layer) and ``per_step/<name>`` (n_len,) curves over t (NaN where no query)."""
         n = self.count.sum().clamp_min(1)
         out: dict[str, Tensor] = {}
-        for layer, mass, peak in ((1, "l1_mass_eoi", "l1_peak_eoi"), (2, "l2_mass_xt", "l2_peak_xt")):
+        for _layer, mass, peak in ((1, "l1_mass_eoi", "l1_peak_eoi"), (2, "l2_mass_xt", "l2_peak_xt")):
             per_head = getattr(self, mass).sum(1) / n
             head = int(per_head.argmax())
             out[mass] = per_head[head]

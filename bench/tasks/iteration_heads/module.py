@@ -19,7 +19,8 @@ class IterationHeadsModule(BenchModule):
 
     Test metrics (logged by the module): ``test/acc`` (mean of acc_L over the datamodule's ``eval_lengths``, the
     lengths with enough distinct test sequences), ``length=<L>/test/acc`` (acc_L of every length, named by
-    :func:`bench.harness.naming.point_name`), ``test/token_acc``, ``test/loss``. ``test_step`` returns ``logits`` and ``attention`` (one map per layer)
+    :func:`bench.harness.naming.point_name`), ``test/token_acc``, ``test/loss``. ``test_step`` returns ``logits`` and
+    ``attention`` (one map per layer)
     for the callbacks.
     """
 

@@ -32,8 +32,11 @@ def check_config(ctx: RunContext) -> None:
     context = cfg.model.get("context")
     if context is not None and need > int(context):
         most = (int(context) - 2) // 2 if cfg.data.cot else int(context) - 3
-        raise BenchError(f"data.n_len={cfg.data.n_len} needs {need} positions (data.cot={cfg.data.cot}) but model.context={context}; "
-                         f"raise model.context to >= {need} or lower data.n_len to <= {most}")
+        raise BenchError(
+            f"data.n_len={cfg.data.n_len} needs {need} positions (data.cot={cfg.data.cot}) "
+            f"but model.context={context}; "
+            f"raise model.context to >= {need} or lower data.n_len to <= {most}"
+        )
     if int(cfg.model.get("n_layers", 2)) < 2:
         raise BenchError("the iteration-head metrics read the first two attention layers; set model.n_layers >= 2")
 
@@ -46,12 +49,21 @@ def run(ctx: RunContext, pipeline: str = "single", transfer: Any = None) -> None
         dm = ctx.build_datamodule()
         train_stage(ctx, ctx.build_module(dm), dm, "main")
     else:
-        options = OmegaConf.to_container(transfer, resolve=True) if OmegaConf.is_config(transfer) else dict(transfer or {})
+        options = (
+            OmegaConf.to_container(transfer, resolve=True) if OmegaConf.is_config(transfer) else dict(transfer or {})
+        )
         run_transfer(ctx, **options)
 
 
-def train_stage(ctx: RunContext, module: Any, dm: Any, stage: str, stop_when_reached: bool | None = None,
-                every_n_epochs: int | None = None, **trainer_overrides: Any) -> dict:
+def train_stage(
+    ctx: RunContext,
+    module: Any,
+    dm: Any,
+    stage: str,
+    stop_when_reached: bool | None = None,
+    every_n_epochs: int | None = None,
+    **trainer_overrides: Any,
+) -> dict:
     """Fit and test one stage with the config's callbacks (``stop_when_reached`` / ``every_n_epochs`` override
     the iteration-head callback's); save its figures and attention maps."""
     callbacks = ctx.config_callbacks()
@@ -76,9 +88,17 @@ def train_stage(ctx: RunContext, module: Any, dm: Any, stage: str, stop_when_rea
     return out
 
 
-def run_transfer(ctx: RunContext, source: str = "polynomial", target: str = "parity", modes: Sequence[str] = ("full",),
-                 pretrain_epochs: int = 100, finetune_epochs: int = 100, finetune_lr: float | None = None,
-                 scratch: bool = True, eval_every_n_epochs: int = 1) -> None:
+def run_transfer(
+    ctx: RunContext,
+    source: str = "polynomial",
+    target: str = "parity",
+    modes: Sequence[str] = ("full",),
+    pretrain_epochs: int = 100,
+    finetune_epochs: int = 100,
+    finetune_lr: float | None = None,
+    scratch: bool = True,
+    eval_every_n_epochs: int = 1,
+) -> None:
     """See the module docstring. ``finetune_lr``: the optimizer's lr for the fine-tuning stages (``None`` = the
     config's); the scratch stage always uses the config's optimizer. ``scratch=False`` leaves the scratch stage
     out (the claims then take the ``pipeline=single`` run of the same seed as the from-scratch reference).

@@ -80,8 +80,9 @@ class NeuralCollapseCallback(L.Callback):
         seed: seed of the per-example random draws (noise, PGD random start; :mod:`bench.attacks.noise`).
     """
 
-    def __init__(self, attack: Mapping[str, Any], every_n_epochs: int = 0, max_train_samples: int | None = None,
-                 seed: int = 0) -> None:
+    def __init__(
+        self, attack: Mapping[str, Any], every_n_epochs: int = 0, max_train_samples: int | None = None, seed: int = 0
+    ) -> None:
         self.attack_cfg = attack_config(attack)
         if not attack_enabled(self.attack_cfg):
             self.attack_cfg = attack_config({"name": "pgd_linf", "eps": [0.1]})
@@ -89,8 +90,9 @@ class NeuralCollapseCallback(L.Callback):
         self.norm = attack_norm(self.attack_cfg)
         self.every_n_epochs = every_n_epochs
         if max_train_samples is not None and int(max_train_samples) < 1:
-            raise BenchError("callbacks.neural_collapse.max_train_samples must be >= 1 or null, "
-                             f"got {max_train_samples}")
+            raise BenchError(
+                f"callbacks.neural_collapse.max_train_samples must be >= 1 or null, got {max_train_samples}"
+            )
         self.max_train_samples = None if max_train_samples is None else int(max_train_samples)
         self.seed = int(seed)
         self.init: dict[str, float] = {}
@@ -192,8 +194,10 @@ class NeuralCollapseCallback(L.Callback):
             rec.close()
             net.train(was_training)
         n = len(stats)
-        return {("nc/init/clean/nc1" if i == n - 1 else f"nc/layer{i + 1}/init/clean/nc1"): nc1(st.compute())
-                for i, st in enumerate(stats)}
+        return {
+            ("nc/init/clean/nc1" if i == n - 1 else f"nc/layer{i + 1}/init/clean/nc1"): nc1(st.compute())
+            for i, st in enumerate(stats)
+        }
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         # "collapse" is measured against the start: keep NC1 at initialisation (restored from the checkpoint

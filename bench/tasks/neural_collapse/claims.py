@@ -28,13 +28,13 @@ import math
 from bench.harness.claims import Claim, Outcome, RecordSet
 from bench.harness.stats import Summary, paired, summarize
 
-COLLAPSE_FACTOR = 0.1   # collapsed: NC1 <= 0.1 x NC1 at initialisation
-PGD_GAP_MIN = 10.0      # (a2) PGD / clean NC1 of ST
-NOISE_GAP_MAX = 2.0     # (a2) noise / clean NC1 of ST
-ALIGN_COS_MIN = 0.9     # (b) cos(clean, PGD class means) of AT
-NCC_GAP_MAX = 0.05      # (c) |NCC - network| robust accuracy of AT
+COLLAPSE_FACTOR = 0.1  # collapsed: NC1 <= 0.1 x NC1 at initialisation
+PGD_GAP_MIN = 10.0  # (a2) PGD / clean NC1 of ST
+NOISE_GAP_MAX = 2.0  # (a2) noise / clean NC1 of ST
+ALIGN_COS_MIN = 0.9  # (b) cos(clean, PGD class means) of AT
+NCC_GAP_MAX = 0.05  # (c) |NCC - network| robust accuracy of AT
 ROBUST_TOLERANCE = 0.05  # (d) TRADES robust accuracy >= AT's - 0.05
-ROBUST_OVER_ST = 0.1     # (d) TRADES robust accuracy >= ST's + 0.1
+ROBUST_OVER_ST = 0.1  # (d) TRADES robust accuracy >= ST's + 0.1
 
 
 def _method(records: RecordSet, method: str) -> RecordSet | None:
@@ -66,8 +66,9 @@ def st_clean_collapse(records: RecordSet) -> Outcome | None:
     if not r:
         return None
     worst = max(r.values())
-    return Outcome({**_stat("clean/init", summarize(r.values())), "worst": worst, "n": len(r)},
-                   worst <= COLLAPSE_FACTOR, _seeds(r))
+    return Outcome(
+        {**_stat("clean/init", summarize(r.values())), "worst": worst, "n": len(r)}, worst <= COLLAPSE_FACTOR, _seeds(r)
+    )
 
 
 def st_collapse_fragile(records: RecordSet) -> Outcome | None:
@@ -78,9 +79,17 @@ def st_collapse_fragile(records: RecordSet) -> Outcome | None:
     if not pgd or not noise:
         return None
     ok = min(pgd.values()) > PGD_GAP_MIN and max(noise.values()) < NOISE_GAP_MAX
-    return Outcome({**_stat("pgd/clean", summarize(pgd.values())), "pgd/clean_min": min(pgd.values()),
-                    **_stat("noise/clean", summarize(noise.values())), "noise/clean_max": max(noise.values()),
-                    "n": len(pgd)}, ok, f"pgd/clean {_seeds(pgd)}; noise/clean {_seeds(noise)}")
+    return Outcome(
+        {
+            **_stat("pgd/clean", summarize(pgd.values())),
+            "pgd/clean_min": min(pgd.values()),
+            **_stat("noise/clean", summarize(noise.values())),
+            "noise/clean_max": max(noise.values()),
+            "n": len(pgd),
+        },
+        ok,
+        f"pgd/clean {_seeds(pgd)}; noise/clean {_seeds(noise)}",
+    )
 
 
 def at_collapse_robust(records: RecordSet) -> Outcome | None:
@@ -92,11 +101,23 @@ def at_collapse_robust(records: RecordSet) -> Outcome | None:
     cos = rs.by_seed("nc/pgd/align_cos")
     if not clean or not pgd or not cos:
         return None
-    ok = (max(clean.values()) <= COLLAPSE_FACTOR and max(pgd.values()) <= COLLAPSE_FACTOR
-          and min(cos.values()) >= ALIGN_COS_MIN)
-    return Outcome({**_stat("clean/init", summarize(clean.values())), **_stat("pgd/init", summarize(pgd.values())),
-                    **_stat("align_cos", summarize(cos.values())), "worst_clean/init": max(clean.values()),
-                    "worst_pgd/init": max(pgd.values()), "worst_align_cos": min(cos.values()), "n": len(clean)}, ok)
+    ok = (
+        max(clean.values()) <= COLLAPSE_FACTOR
+        and max(pgd.values()) <= COLLAPSE_FACTOR
+        and min(cos.values()) >= ALIGN_COS_MIN
+    )
+    return Outcome(
+        {
+            **_stat("clean/init", summarize(clean.values())),
+            **_stat("pgd/init", summarize(pgd.values())),
+            **_stat("align_cos", summarize(cos.values())),
+            "worst_clean/init": max(clean.values()),
+            "worst_pgd/init": max(pgd.values()),
+            "worst_align_cos": min(cos.values()),
+            "n": len(clean),
+        },
+        ok,
+    )
 
 
 def at_ncc_matches_network(records: RecordSet) -> Outcome | None:
@@ -107,10 +128,17 @@ def at_ncc_matches_network(records: RecordSet) -> Outcome | None:
     gap = {s: abs(ncc[s] - net[s]) for s in sorted(set(ncc) & set(net))}
     if not gap:
         return None
-    return Outcome({**_stat("ncc_robust_acc", summarize(ncc.values())),
-                    **_stat("net_robust_acc", summarize(net.values())),
-                    **_stat("gap", summarize(gap.values())), "worst_gap": max(gap.values()), "n": len(gap)},
-                   max(gap.values()) <= NCC_GAP_MAX, _seeds(gap))
+    return Outcome(
+        {
+            **_stat("ncc_robust_acc", summarize(ncc.values())),
+            **_stat("net_robust_acc", summarize(net.values())),
+            **_stat("gap", summarize(gap.values())),
+            "worst_gap": max(gap.values()),
+            "n": len(gap),
+        },
+        max(gap.values()) <= NCC_GAP_MAX,
+        _seeds(gap),
+    )
 
 
 def trades_robust_but_less_collapsed(records: RecordSet) -> Outcome | None:
@@ -123,14 +151,23 @@ def trades_robust_but_less_collapsed(records: RecordSet) -> Outcome | None:
     if nc1.n == 0 or vs_at.n == 0 or vs_st.n == 0:
         return None
     robust = vs_at.mean >= -ROBUST_TOLERANCE and vs_st.mean >= ROBUST_OVER_ST
-    measured = {"trades_nc1": tr.summary("nc/clean/nc1").mean, "at_nc1": at.summary("nc/clean/nc1").mean,
-                **_stat("nc1 trades-at", nc1), "nc1 trades-at lower95": nc1.lower95,
-                "trades_robust_acc": tr.summary("test/robust_acc").mean,
-                "at_robust_acc": at.summary("test/robust_acc").mean,
-                "st_robust_acc": st.summary("test/robust_acc").mean,
-                **_stat("robust trades-at", vs_at), **_stat("robust trades-st", vs_st), "n": nc1.n}
-    return Outcome(measured, bool(robust and nc1.mean > 0),
-                   f"robust: {'yes' if robust else 'no'}; less collapsed: {'yes' if nc1.mean > 0 else 'no'}")
+    measured = {
+        "trades_nc1": tr.summary("nc/clean/nc1").mean,
+        "at_nc1": at.summary("nc/clean/nc1").mean,
+        **_stat("nc1 trades-at", nc1),
+        "nc1 trades-at lower95": nc1.lower95,
+        "trades_robust_acc": tr.summary("test/robust_acc").mean,
+        "at_robust_acc": at.summary("test/robust_acc").mean,
+        "st_robust_acc": st.summary("test/robust_acc").mean,
+        **_stat("robust trades-at", vs_at),
+        **_stat("robust trades-st", vs_st),
+        "n": nc1.n,
+    }
+    return Outcome(
+        measured,
+        bool(robust and nc1.mean > 0),
+        f"robust: {'yes' if robust else 'no'}; less collapsed: {'yes' if nc1.mean > 0 else 'no'}",
+    )
 
 
 def earlier_layers_keep_collapse(records: RecordSet) -> Outcome | None:
@@ -142,28 +179,51 @@ def earlier_layers_keep_collapse(records: RecordSet) -> Outcome | None:
     diff = paired(first, last)
     if diff.n == 0:
         return None
-    return Outcome({**_stat("layer1 pgd/clean", summarize(first.values())),
-                    **_stat("last pgd/clean", summarize(last.values())),
-                    **_stat("layer1-last", diff), "layer1-last upper95": diff.upper95, "n": diff.n}, diff.mean < 0)
+    return Outcome(
+        {
+            **_stat("layer1 pgd/clean", summarize(first.values())),
+            **_stat("last pgd/clean", summarize(last.values())),
+            **_stat("layer1-last", diff),
+            "layer1-last upper95": diff.upper95,
+            "n": diff.n,
+        },
+        diff.mean < 0,
+    )
 
 
 CLAIMS = [
-    Claim("(a1) ST: clean training features collapse", f"clean NC1 <= {COLLAPSE_FACTOR:g} x NC1 at init on every seed",
-          st_clean_collapse),
-    Claim("(a2) ST: PGD features do not collapse, same-size noise leaves NC1 close to clean",
-          f"PGD/clean NC1 > {PGD_GAP_MIN:g} and noise/clean NC1 < {NOISE_GAP_MAX:g} on every seed",
-          st_collapse_fragile),
-    Claim("(b) AT: collapse on clean and PGD features, aligned simplices",
-          f"clean and PGD NC1 <= {COLLAPSE_FACTOR:g} x init, mean cos(clean, PGD class means) >= "
-          f"{ALIGN_COS_MIN:g}, every seed",
-          at_collapse_robust),
-    Claim("(c) AT: NCC robust accuracy ~ network robust accuracy",
-          f"|NCC - net| <= {NCC_GAP_MAX:g} on PGD test inputs, every seed", at_ncc_matches_network),
-    Claim("(d) TRADES: robust but less collapsed than AT",
-          f"robust acc >= AT's - {ROBUST_TOLERANCE:g} and >= ST's + {ROBUST_OVER_ST:g}; "
-          "clean NC1 > AT's (mean paired by seed)",
-          trades_robust_but_less_collapsed, trend=True),
-    Claim("(e) ST: earlier layers keep more collapse under attack",
-          "layer-1 PGD/clean NC1 ratio < last-layer ratio (mean paired by seed)", earlier_layers_keep_collapse,
-          trend=True),
+    Claim(
+        "(a1) ST: clean training features collapse",
+        f"clean NC1 <= {COLLAPSE_FACTOR:g} x NC1 at init on every seed",
+        st_clean_collapse,
+    ),
+    Claim(
+        "(a2) ST: PGD features do not collapse, same-size noise leaves NC1 close to clean",
+        f"PGD/clean NC1 > {PGD_GAP_MIN:g} and noise/clean NC1 < {NOISE_GAP_MAX:g} on every seed",
+        st_collapse_fragile,
+    ),
+    Claim(
+        "(b) AT: collapse on clean and PGD features, aligned simplices",
+        f"clean and PGD NC1 <= {COLLAPSE_FACTOR:g} x init, mean cos(clean, PGD class means) >= "
+        f"{ALIGN_COS_MIN:g}, every seed",
+        at_collapse_robust,
+    ),
+    Claim(
+        "(c) AT: NCC robust accuracy ~ network robust accuracy",
+        f"|NCC - net| <= {NCC_GAP_MAX:g} on PGD test inputs, every seed",
+        at_ncc_matches_network,
+    ),
+    Claim(
+        "(d) TRADES: robust but less collapsed than AT",
+        f"robust acc >= AT's - {ROBUST_TOLERANCE:g} and >= ST's + {ROBUST_OVER_ST:g}; "
+        "clean NC1 > AT's (mean paired by seed)",
+        trades_robust_but_less_collapsed,
+        trend=True,
+    ),
+    Claim(
+        "(e) ST: earlier layers keep more collapse under attack",
+        "layer-1 PGD/clean NC1 ratio < last-layer ratio (mean paired by seed)",
+        earlier_layers_keep_collapse,
+        trend=True,
+    ),
 ]

@@ -46,7 +46,9 @@ class NeuralCollapseModule(BenchModule):
 
             alpha = self.train_step_size * self.train_eps
             if self.method == "at":
-                self._attack = torchattacks.PGD(self.net, eps=self.train_eps, alpha=alpha, steps=self.train_steps, random_start=True)
+                self._attack = torchattacks.PGD(
+                    self.net, eps=self.train_eps, alpha=alpha, steps=self.train_steps, random_start=True
+                )
             else:
                 self._attack = torchattacks.TPGD(self.net, eps=self.train_eps, alpha=alpha, steps=self.train_steps)
             self._attack.set_model_training_mode(model_training=False)

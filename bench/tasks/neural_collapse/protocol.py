@@ -15,9 +15,11 @@ def check_radius(cfg) -> None:
     eps = list(cfg.attack.get("eps") or [])
     if not eps or any(e is None for e in eps):
         data = str(cfg.data.get("_target_", "?")).rsplit(".", 1)[-1]
-        raise BenchError(f"data {data} declares no eps_scale (the l_inf radius of its scale) and attack.eps is not "
-                         "set; "
-                         "set attack.eps=[<radius in input units>] (digits uses 0.2) or data.eps_scale=<radius>")
+        raise BenchError(
+            f"data {data} declares no eps_scale (the l_inf radius of its scale) and attack.eps is not "
+            "set; "
+            "set attack.eps=[<radius in input units>] (digits uses 0.2) or data.eps_scale=<radius>"
+        )
 
 
 def run(ctx: RunContext) -> None:

@@ -39,7 +39,11 @@ def _finite(t: dict) -> bool:
 
 def _linear(records: RecordSet, metric: str, methods: tuple[str, ...]):
     """{(method, m, c): {seed: value}} restricted to m <= d, or None when a method is missing."""
-    rs = [r for r in rows(records, "linear") if r.get("problem/c") is not None and r["problem/m"] <= r.get("problem/d", math.inf)]
+    rs = [
+        r
+        for r in rows(records, "linear")
+        if r.get("problem/c") is not None and r["problem/m"] <= r.get("problem/d", math.inf)
+    ]
     t = table(rs, ("problem/m", "problem/c"), metric)
     if not all(any(k[0] == meth for k in t) for meth in methods):
         return None
@@ -60,8 +64,14 @@ def eps0_similar(records: RecordSet):
     diffs = {m: paired(t[("GD", m, 0.0)], t[("CD", m, 0.0)]) for m in ms}
     mean = float(np.mean([d.mean for d in diffs.values()]))
     ok = _finite(t) and mean > 0 and all(abs(d.mean) <= 0.10 for d in diffs.values())
-    return Outcome({"GD-CD by m": [f"{m}:{d.mean:+.4f}" for m, d in diffs.items()], "mean": mean,
-                    "seeds": min(d.n for d in diffs.values())}, ok)
+    return Outcome(
+        {
+            "GD-CD by m": [f"{m}:{d.mean:+.4f}" for m, d in diffs.items()],
+            "mean": mean,
+            "seeds": min(d.n for d in diffs.values()),
+        },
+        ok,
+    )
 
 
 def robust_cd_beats_gd(records: RecordSet):
@@ -72,16 +82,25 @@ def robust_cd_beats_gd(records: RecordSet):
     if len(ms) < 2:
         return None
     diffs = {m: paired(t[("CD", m, ROBUST_C)], t[("GD", m, ROBUST_C)]) for m in ms}
-    pooled = [t[("CD", m, ROBUST_C)][s] - t[("GD", m, ROBUST_C)][s] for m in ms
-              for s in set(t[("CD", m, ROBUST_C)]) & set(t[("GD", m, ROBUST_C)])]
+    pooled = [
+        t[("CD", m, ROBUST_C)][s] - t[("GD", m, ROBUST_C)][s]
+        for m in ms
+        for s in set(t[("CD", m, ROBUST_C)]) & set(t[("GD", m, ROBUST_C)])
+    ]
     pooled_summary = summarize(pooled)
     se = pooled_summary.sem
     # every consecutive m, not only the ends; a rise of up to SHRINK_TOL between neighbours is seed noise
     steps = [diffs[b].mean - diffs[a].mean for a, b in zip(ms, ms[1:])]
     shrinking = diffs[ms[0]].mean > diffs[ms[-1]].mean and all(step <= SHRINK_TOL for step in steps)
     ok = _finite(t) and all(d.mean > 0 for d in diffs.values()) and pooled_summary.mean > 2 * se and shrinking
-    return Outcome({"CD-GD by m": [f"{m}:{d.mean:+.4f}±{d.sem:.4f}" for m, d in diffs.items()],
-                    "pooled": f"{pooled_summary.mean:+.4f}±{se:.4f}", "seeds": min(d.n for d in diffs.values())}, ok)
+    return Outcome(
+        {
+            "CD-GD by m": [f"{m}:{d.mean:+.4f}±{d.sem:.4f}" for m, d in diffs.items()],
+            "pooled": f"{pooled_summary.mean:+.4f}±{se:.4f}",
+            "seeds": min(d.n for d in diffs.values()),
+        },
+        ok,
+    )
 
 
 def diag_net_like_cd(records: RecordSet):
@@ -92,7 +111,9 @@ def diag_net_like_cd(records: RecordSet):
     if not keys:
         return None
     gaps = {f"{m}/{c:g}": _mean(t[("diag-net GD", m, c)]) - _mean(t[("CD", m, c)]) for m, c in keys}
-    return Outcome({"diag-CD by m/c": [f"{k}:{v:+.4f}" for k, v in gaps.items()]}, all(abs(v) <= 0.05 for v in gaps.values()))
+    return Outcome(
+        {"diag-CD by m/c": [f"{k}:{v:+.4f}" for k, v in gaps.items()]}, all(abs(v) <= 0.05 for v in gaps.values())
+    )
 
 
 def cd_sparser_than_gd(records: RecordSet):
@@ -106,10 +127,18 @@ def cd_sparser_than_gd(records: RecordSet):
     gd = {(m, c): _mean(t[("GD", m, c)]) for m, c in keys}
     ratio = {k: cd[k] / gd[k] for k in keys}
     mean_ratio = float(np.mean(list(ratio.values())))
-    return Outcome({"CD vs GD by m/c": [f"{m}/{c:g}:{cd[(m, c)]:.2f}<{gd[(m, c)]:.2f}" if cd[(m, c)] < gd[(m, c)]
-                                        else f"{m}/{c:g}:{cd[(m, c)]:.2f}>={gd[(m, c)]:.2f}" for m, c in keys],
-                    "mean CD/GD": mean_ratio},
-                   all(v < 1 for v in ratio.values()) and mean_ratio <= 0.8)
+    return Outcome(
+        {
+            "CD vs GD by m/c": [
+                f"{m}/{c:g}:{cd[(m, c)]:.2f}<{gd[(m, c)]:.2f}"
+                if cd[(m, c)] < gd[(m, c)]
+                else f"{m}/{c:g}:{cd[(m, c)]:.2f}>={gd[(m, c)]:.2f}"
+                for m, c in keys
+            ],
+            "mean CD/GD": mean_ratio,
+        },
+        all(v < 1 for v in ratio.values()) and mean_ratio <= 0.8,
+    )
 
 
 def networks_optimizer_matters_more_robust(records: RecordSet):
@@ -128,17 +157,34 @@ def networks_optimizer_matters_more_robust(records: RecordSet):
         means = [_mean(v) for v in methods.values()]
         spread[e] = max(means) - min(means)
     robust = float(np.mean([s for e, s in spread.items() if e > 0]))
-    return Outcome({"spread by train eps": [f"{e:g}:{s:.4f}" for e, s in spread.items()], "eps>0 mean": robust},
-                   robust > spread[0.0])
+    return Outcome(
+        {"spread by train eps": [f"{e:g}:{s:.4f}" for e, s in spread.items()], "eps>0 mean": robust},
+        robust > spread[0.0],
+    )
 
 
 CLAIMS = [
-    Claim("(a) eps = 0: GD and CD generalise similarly, GD slightly better",
-          "|GD - CD| <= 0.10 at every m; mean GD - CD > 0", eps0_similar),
-    Claim("(b) eps = 0.5 gamma_inf: robust test accuracy CD > GD at every m <= d, advantage shrinking with m",
-          "CD - GD > 0 at every m, pooled > 2 se; advantage at smallest m > at largest, rising <= 0.01 between neighbours", robust_cd_beats_gd),
-    Claim("(c) small-init diagonal net within a few points of CD", "|diag - CD| <= 0.05 at every (m, c)", diag_net_like_cd),
-    Claim("(d) ||w||_1/||w||_2 of CD well below GD's", "CD < GD at every (m, c); mean CD/GD <= 0.8", cd_sparser_than_gd),
-    Claim("(e) networks: the optimizer changes robust accuracy at eps > 0 more than accuracy at eps = 0",
-          "spread over GD / sign-GD / Adam at eps > 0 > spread at eps = 0", networks_optimizer_matters_more_robust, trend=True),
+    Claim(
+        "(a) eps = 0: GD and CD generalise similarly, GD slightly better",
+        "|GD - CD| <= 0.10 at every m; mean GD - CD > 0",
+        eps0_similar,
+    ),
+    Claim(
+        "(b) eps = 0.5 gamma_inf: robust test accuracy CD > GD at every m <= d, advantage shrinking with m",
+        "CD - GD > 0 at every m, pooled > 2 se; advantage at smallest m > at largest, "
+        "rising <= 0.01 between neighbours",
+        robust_cd_beats_gd,
+    ),
+    Claim(
+        "(c) small-init diagonal net within a few points of CD", "|diag - CD| <= 0.05 at every (m, c)", diag_net_like_cd
+    ),
+    Claim(
+        "(d) ||w||_1/||w||_2 of CD well below GD's", "CD < GD at every (m, c); mean CD/GD <= 0.8", cd_sparser_than_gd
+    ),
+    Claim(
+        "(e) networks: the optimizer changes robust accuracy at eps > 0 more than accuracy at eps = 0",
+        "spread over GD / sign-GD / Adam at eps > 0 > spread at eps = 0",
+        networks_optimizer_matters_more_robust,
+        trend=True,
+    ),
 ]

@@ -14,7 +14,7 @@ single-device (there is nothing to distribute in a full-batch problem of this si
 
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -37,7 +37,9 @@ def subgradient_dual_norm(w: Tensor, q: float) -> Tensor:
     return torch.zeros_like(w).scatter_(1, j, torch.sign(w.gather(1, j)))
 
 
-def robust_risk_and_grad(w: Tensor, z: Tensor, weights: Tensor, eps: Tensor, p: float, loss: str) -> tuple[Tensor, Tensor]:
+def robust_risk_and_grad(
+    w: Tensor, z: Tensor, weights: Tensor, eps: Tensor, p: float, loss: str
+) -> tuple[Tensor, Tensor]:
     """Per-problem robust risks (B,) and their gradients (B, d), in few batched ops (this is the inner loop).
 
     Args:
@@ -114,6 +116,7 @@ class RobustLinearModule(BenchModule):
         opt = self.optimizers().optimizer  # the raw torch optimizer (see the module docstring)
         params = list(self.net.parameters())
         leaf = self.net.weight().is_leaf  # w is the parameter itself (no parametrisation to differentiate)
+
         def risk_and_grads() -> Tensor:
             """Per-problem robust risk at the current parameters, gradients set (the line search's closure)."""
             if leaf:
@@ -181,7 +184,8 @@ class RobustLinearModule(BenchModule):
         per_problem = {
             "test/robust_acc": self._counts["robust"] / self._n,
             "test/acc": self._counts["clean"] / self._n,
-            "w/l1_over_l2": torch.linalg.vector_norm(w, 1, dim=1) / torch.linalg.vector_norm(w, 2, dim=1).clamp_min(1e-30),
+            "w/l1_over_l2": torch.linalg.vector_norm(w, 1, dim=1)
+            / torch.linalg.vector_norm(w, 2, dim=1).clamp_min(1e-30),
         }
         per_problem.update(self.train_metrics(self.trainer.datamodule.split("train")))
         per_problem["robust_gap"] = per_problem["train/robust_acc"] - per_problem["test/robust_acc"]
@@ -189,5 +193,7 @@ class RobustLinearModule(BenchModule):
         if teacher is not None:
             t = teacher.to(w)
             per_problem["w/teacher_cos"] = (w @ t) / (torch.linalg.vector_norm(w, dim=1) * t.norm()).clamp_min(1e-30)
-        metrics = {f"{name}{key}": values[b] for key, values in per_problem.items() for b, name in enumerate(self.names)}
+        metrics = {
+            f"{name}{key}": values[b] for key, values in per_problem.items() for b, name in enumerate(self.names)
+        }
         self.log_dict(metrics, sync_dist=False)

@@ -52,8 +52,14 @@ def _svm_margin(x: np.ndarray, y: np.ndarray) -> np.ndarray:
         return 0.5 * w @ w - a.sum(), z @ w - 1.0
 
     a0 = np.full(len(y), 1e-3)
-    res = minimize(objective, a0, jac=True, method="L-BFGS-B", bounds=[(0, None)] * len(y),
-                   options={"maxiter": 20000, "ftol": 1e-15, "gtol": 1e-10})
+    res = minimize(
+        objective,
+        a0,
+        jac=True,
+        method="L-BFGS-B",
+        bounds=[(0, None)] * len(y),
+        options={"maxiter": 20000, "ftol": 1e-15, "gtol": 1e-10},
+    )
     return z.T @ res.x
 
 

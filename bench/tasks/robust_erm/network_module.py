@@ -3,7 +3,8 @@
 
 from __future__ import annotations
 
-from typing import Any, Callable, Mapping
+from collections.abc import Callable, Mapping
+from typing import Any
 
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -18,7 +19,8 @@ class RobustNetModule(BenchModule):
     net: the classifier (inputs in [0, 1]).
     optimizer: factory ``params -> Optimizer``.
     train_eps: radius of the training attack (0: standard training).
-    train_attack: attack config without ``eps`` (``name``, ``steps``, ``step_size``, ``random_start``), e.g. PGD-10 l_inf.
+    train_attack: attack config without ``eps`` (``name``, ``steps``, ``step_size``, ``random_start``), e.g.
+        PGD-10 l_inf.
     steps_per_call: optimizer steps per Lightning step on each (full) batch.
     """
 
@@ -36,7 +38,9 @@ class RobustNetModule(BenchModule):
         if int(steps_per_call) < 1:
             raise BenchError(f"network.steps_per_call must be >= 1, got {steps_per_call}")
         self.train_eps, self.steps_per_call = float(train_eps), int(steps_per_call)
-        self.attack_cfg = dict(train_attack or {"name": "pgd_linf", "steps": 10, "step_size": 0.25, "random_start": True})
+        self.attack_cfg = dict(
+            train_attack or {"name": "pgd_linf", "steps": 10, "step_size": 0.25, "random_start": True}
+        )
         self._attack = None
 
     def attack(self):

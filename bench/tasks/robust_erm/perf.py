@@ -23,16 +23,25 @@ import torch
 from hydra.utils import instantiate
 
 from bench.harness.config import compose
-from bench.perf import EpochTimer
 from bench.harness.context import RunContext
+from bench.perf import EpochTimer
 from bench.tasks.robust_erm.linear_module import RobustLinearModule, robust_risk_and_grad
 from bench.tasks.robust_erm.protocol import linear_problems
 from bench.tasks.robust_erm.threat import robust_margin
 
 
 def _setup(optimizer: str, workdir: str):
-    cfg = compose(["task=robust_erm", "experiment=robust_erm_paper", f"optimizer={optimizer}", "logger=none",
-                   f"work_dir={workdir}", f"results_dir={workdir}", "trainer.enable_progress_bar=false"])
+    cfg = compose(
+        [
+            "task=robust_erm",
+            "experiment=robust_erm_paper",
+            f"optimizer={optimizer}",
+            "logger=none",
+            f"work_dir={workdir}",
+            f"results_dir={workdir}",
+            "trainer.enable_progress_bar=false",
+        ]
+    )
     ctx = RunContext(cfg, workdir, [], resume=False)
     dm = ctx.build_datamodule()
     problems, p = linear_problems(ctx, dm)
@@ -41,9 +50,15 @@ def _setup(optimizer: str, workdir: str):
 
 def _module(cfg, ctx, dm, problems, p, per_call: int) -> RobustLinearModule:
     net = ctx.build_net(dm, problems=len(problems))
-    return RobustLinearModule(net, instantiate(cfg.optimizer, _partial_=True, batched=True), p=p,
-                              eps=[q["eps"] for q in problems], train_sizes=[q["m"] for q in problems],
-                              names=[q["name"] for q in problems], steps_per_call=per_call)
+    return RobustLinearModule(
+        net,
+        instantiate(cfg.optimizer, _partial_=True, batched=True),
+        p=p,
+        eps=[q["eps"] for q in problems],
+        train_sizes=[q["m"] for q in problems],
+        names=[q["name"] for q in problems],
+        steps_per_call=per_call,
+    )
 
 
 def plain_closed_form(cfg, dm, problems, p, optimizer: str, lr: float, steps: int, use_class: bool = False) -> float:
@@ -113,14 +128,19 @@ def main(argv: list[str] | None = None) -> int:
         results: dict[str, list[float]] = {k: [] for k in variants}
         for _ in range(a.repeats):  # interleaved, so load changes hit every variant alike
             results["plain closed-form"].append(plain_closed_form(cfg, dm, problems, p, a.optimizer, lr, a.steps))
-            results["plain + optimizer"].append(plain_closed_form(cfg, dm, problems, p, a.optimizer, lr, a.steps, use_class=True))
+            results["plain + optimizer"].append(
+                plain_closed_form(cfg, dm, problems, p, a.optimizer, lr, a.steps, use_class=True)
+            )
             results["plain autograd"].append(plain_autograd(cfg, dm, problems, p, a.steps))
             inside, total = harness(cfg, ctx, dm, problems, p, a.steps, a.steps_per_call)
             results["harness in-epoch"].append(inside)
             results["harness fit"].append(total)
     base = statistics.median(results["plain closed-form"])
-    print(f"robust_erm linear part: {len(problems)} problems (d = {dm.d}, m up to {max(q['m'] for q in problems)}), "
-          f"optimizer {a.optimizer}, {a.steps} steps, {a.steps_per_call} per Lightning step, torch threads {torch.get_num_threads()}")
+    print(
+        f"robust_erm linear part: {len(problems)} problems (d = {dm.d}, m up to {max(q['m'] for q in problems)}), "
+        f"optimizer {a.optimizer}, {a.steps} steps, {a.steps_per_call} per Lightning step, "
+        f"torch threads {torch.get_num_threads()}"
+    )
     for name, ts in results.items():
         med = statistics.median(ts)
         print(f"  {name:<18} {1e6 * med / a.steps:8.1f} us/step   {med / base:5.2f}x plain closed-form")

@@ -69,8 +69,14 @@ def plot_network(rows: list[dict], split: str = "test"):
                 by_eps.setdefault(r["problem/train_eps"], {})[r["seed"]] = v
         es = sorted(by_eps)
         stats = [summarize(by_eps[e].values()) for e in es]
-        ax.errorbar(es, [s.mean for s in stats], yerr=np.nan_to_num([s.std for s in stats]), marker="o", capsize=3,
-                    label=f"{method} (n={max([s.n for s in stats], default=0)})")
+        ax.errorbar(
+            es,
+            [s.mean for s in stats],
+            yerr=np.nan_to_num([s.std for s in stats]),
+            marker="o",
+            capsize=3,
+            label=f"{method} (n={max([s.n for s in stats], default=0)})",
+        )
     ax.set_xlabel("training radius eps (l_inf, PGD-10)")
     ax.set_ylabel(f"{split} accuracy under PGD at eps")
     ax.grid(alpha=0.3)

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import copy
 import math
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Iterator
 
 import torch
 from hydra.utils import instantiate
@@ -94,13 +94,22 @@ def linear_problems(ctx: RunContext, dm) -> tuple[list[dict], float]:
             if not absolute and r > 0 and gammas[m] <= SEPARABLE_TOL:
                 raise BenchError(
                     f"the training set (m={m}) is not linearly separable: gamma_{threat.p} = {gammas[m]:.3g} <= 0, so "
-                    f"eps = c * gamma is undefined. Use threat.c=0, an absolute radius threat.eps=<value>, or separable "
-                    f"data (data.label_noise=0)")
+                    "eps = c * gamma is undefined. Use threat.c=0, an absolute radius threat.eps=<value>, "
+                    "or separable "
+                    f"data (data.label_noise=0)"
+                )
             single = len(sizes) == 1 and len(radii) == 1
             axes = {"m": m, "eps": float(r)} if absolute else {"m": m, "c": float(r)}
             name = "" if single else point_prefix(**axes)
-            problems.append({"m": m, "c": None if absolute else r, "eps": r if absolute else r * gammas[m],
-                             "gamma": gammas[m], "name": name})
+            problems.append(
+                {
+                    "m": m,
+                    "c": None if absolute else r,
+                    "eps": r if absolute else r * gammas[m],
+                    "gamma": gammas[m],
+                    "name": name,
+                }
+            )
     return problems, p
 
 
@@ -115,22 +124,37 @@ def linear_part(ctx: RunContext) -> None:
     # steepest-descent optimizers take the batch of problems row by row; elementwise ones (SGD, Adam) need nothing
     opt_kwargs = {"batched": True} if "batched" in cfg.optimizer else {}
     module = RobustLinearModule(
-        net, instantiate(cfg.optimizer, _partial_=True, **opt_kwargs), p=p,
-        eps=[q["eps"] for q in problems], train_sizes=[q["m"] for q in problems], names=[q["name"] for q in problems],
-        loss=str(cfg.linear.loss), steps_per_call=per_call,
+        net,
+        instantiate(cfg.optimizer, _partial_=True, **opt_kwargs),
+        p=p,
+        eps=[q["eps"] for q in problems],
+        train_sizes=[q["m"] for q in problems],
+        names=[q["name"] for q in problems],
+        loss=str(cfg.linear.loss),
+        steps_per_call=per_call,
     )
     # evaluation is exact and inside the module: attack / logit callbacks do not apply to a batch of linear problems
-    callbacks = [cb for cb in ctx.config_callbacks() if not isinstance(cb, (ClassificationEvalCallback, RobustAccuracyCallback))]
+    callbacks = [
+        cb for cb in ctx.config_callbacks() if not isinstance(cb, (ClassificationEvalCallback, RobustAccuracyCallback))
+    ]
     ctx.fit(module, dm, callbacks=callbacks, max_epochs=calls)
     constants = {"train/steps": per_call * calls}
     for q in problems:
-        constants.update({f"{q['name']}problem/m": q["m"], f"{q['name']}problem/d": net.dim, f"{q['name']}problem/eps": q["eps"],
-                          f"{q['name']}threat/gamma": q["gamma"]})
+        constants.update(
+            {
+                f"{q['name']}problem/m": q["m"],
+                f"{q['name']}problem/d": net.dim,
+                f"{q['name']}problem/eps": q["eps"],
+                f"{q['name']}threat/gamma": q["gamma"],
+            }
+        )
         if q["c"] is not None:
             constants[f"{q['name']}problem/c"] = q["c"]
     ctx.log_metrics(constants)
     rows = results.rows([_this_run(ctx)], "linear")
-    ctx.save_figure(plots.plot_linear_curves(rows, "test/robust_acc", "robust test accuracy (exact)"), "robust_acc_vs_m")
+    ctx.save_figure(
+        plots.plot_linear_curves(rows, "test/robust_acc", "robust test accuracy (exact)"), "robust_acc_vs_m"
+    )
     ctx.save_figure(plots.plot_linear_curves(rows, "w/l1_over_l2", "||w||_1 / ||w||_2"), "l1_over_l2_vs_m")
 
 
@@ -146,10 +170,18 @@ def network_part(ctx: RunContext) -> None:
         stage = "main" if len(radii) == 1 else point_prefix(train_eps=e).rstrip("/")
         prefix = "" if stage == "main" else f"{stage}/"
         ctx.seed_stage(f"{stage}/init")
-        module = RobustNetModule(ctx.build_net(dm, cfg=ncfg.model), ctx.optimizer_factory(), train_eps=e,
-                                 train_attack=train_attack, steps_per_call=per_call)
+        module = RobustNetModule(
+            ctx.build_net(dm, cfg=ncfg.model),
+            ctx.optimizer_factory(),
+            train_eps=e,
+            train_attack=train_attack,
+            steps_per_call=per_call,
+        )
         test = ctx.fit(module, dm, stage=stage, max_epochs=calls)
-        on_train = [ClassificationEvalCallback(prefix="train"), RobustAccuracyCallback(copy.deepcopy(attack), prefix="train")]
+        on_train = [
+            ClassificationEvalCallback(prefix="train"),
+            RobustAccuracyCallback(copy.deepcopy(attack), prefix="train"),
+        ]
         train = ctx.test(module, dm.with_splits(test="train"), stage=stage, callbacks=on_train)
         gaps = {"robust_gap@eps=0": train[f"{prefix}train/acc"] - test[f"{prefix}test/acc"]}
         for r in attack.get("eps") or []:

@@ -35,6 +35,7 @@ BASELINES = ("random", "el2n", "forgetting")
 
 def at(records: RecordSet, method: str, density: float) -> RecordSet:
     """The records of ``method`` at ``density`` (compared with a float tolerance)."""
+
     def ok(r: dict) -> bool:
         d = (r["config"].get("robust_pruning") or {}).get("density")
         return r["config"].get("method") == method and d is not None and math.isclose(float(d), density, abs_tol=1e-9)
@@ -43,8 +44,13 @@ def at(records: RecordSet, method: str, density: float) -> RecordSet:
 
 
 def densities(records: RecordSet, method: str) -> list[float]:
-    return sorted({float(r["config"]["robust_pruning"]["density"]) for r in records
-                   if r["config"].get("method") == method and r["metrics"].get(WCA) is not None})
+    return sorted(
+        {
+            float(r["config"]["robust_pruning"]["density"])
+            for r in records
+            if r["config"].get("method") == method and r["metrics"].get(WCA) is not None
+        }
+    )
 
 
 def _entry(s: Summary) -> dict:
@@ -111,20 +117,37 @@ def gaussian_theory(records: RecordSet) -> Outcome | None:
     m = rec["metrics"]
     lo, hi = m["theory/error_gap_half_ratio"], m["theory/error_gap_double_ratio"]
     measured = {k.split("/", 1)[1]: m[k] for k in sorted(m) if k.startswith("theory/")}
-    ok = (abs(m["theory/error_gap"]) <= 1e-9 and m["theory/threshold_formula_gap"] <= 1e-9
-          and m["theory/threshold_numeric_gap"] <= 1e-6 and lo * hi < 0 and min(abs(lo), abs(hi)) > 1e-3)
+    ok = (
+        abs(m["theory/error_gap"]) <= 1e-9
+        and m["theory/threshold_formula_gap"] <= 1e-9
+        and m["theory/threshold_numeric_gap"] <= 1e-6
+        and lo * hi < 0
+        and min(abs(lo), abs(hi)) > 1e-3
+    )
     return Outcome(measured, ok)
 
 
 CLAIMS = [
-    Claim("(a) at d <= 0.5, Random+DRoP worst-class accuracy >= Random, EL2N and Forgetting",
-          "mean paired wca(random+drop) - wca(baseline) >= 0 at every d <= 0.5 and every baseline", drop_worst_class),
-    Claim("(b) EL2N and Forgetting: worst-class accuracy lower at d = 0.3 than at d = 0.9",
-          "mean paired wca(d=0.9) - wca(d=0.3) > 0 for each", score_bias_grows, trend=True),
-    Claim("(c) Random+DRoP loses at most a few points of average accuracy versus Random",
-          f"mean paired acc(random) - acc(random+drop) <= {FEW} at every d < 1", drop_average_cost),
-    Claim("(d) two Gaussians: priors phi_0/phi_1 = sigma_0/sigma_1 equalise the class errors of the optimal threshold",
-          "|e_0 - e_1| <= 1e-9 at that ratio, threshold = closed form = brute force, "
-          "opposite gaps at ratio/2 and 2*ratio",
-          gaussian_theory),
+    Claim(
+        "(a) at d <= 0.5, Random+DRoP worst-class accuracy >= Random, EL2N and Forgetting",
+        "mean paired wca(random+drop) - wca(baseline) >= 0 at every d <= 0.5 and every baseline",
+        drop_worst_class,
+    ),
+    Claim(
+        "(b) EL2N and Forgetting: worst-class accuracy lower at d = 0.3 than at d = 0.9",
+        "mean paired wca(d=0.9) - wca(d=0.3) > 0 for each",
+        score_bias_grows,
+        trend=True,
+    ),
+    Claim(
+        "(c) Random+DRoP loses at most a few points of average accuracy versus Random",
+        f"mean paired acc(random) - acc(random+drop) <= {FEW} at every d < 1",
+        drop_average_cost,
+    ),
+    Claim(
+        "(d) two Gaussians: priors phi_0/phi_1 = sigma_0/sigma_1 equalise the class errors of the optimal threshold",
+        "|e_0 - e_1| <= 1e-9 at that ratio, threshold = closed form = brute force, "
+        "opposite gaps at ratio/2 and 2*ratio",
+        gaussian_theory,
+    ),
 ]

@@ -11,8 +11,20 @@ from bench.harness.stats import summarize
 from bench.tasks.robust_pruning.claims import at, densities
 from bench.tasks.robust_pruning.theory import errors_at_ratio
 
-ORDER = ("random", "random+drop", "el2n", "el2n+drop", "forgetting", "forgetting+drop", "grand", "grand+drop",
-         "dynamic_uncertainty", "dynamic_uncertainty+drop", "coreset", "coreset+drop")
+ORDER = (
+    "random",
+    "random+drop",
+    "el2n",
+    "el2n+drop",
+    "forgetting",
+    "forgetting+drop",
+    "grand",
+    "grand+drop",
+    "dynamic_uncertainty",
+    "dynamic_uncertainty+drop",
+    "coreset",
+    "coreset+drop",
+)
 
 
 def _plt():
@@ -53,8 +65,15 @@ def accuracy_vs_density(records: RecordSet):
             mean = np.array([s.mean for s in stats])
             half = np.array([0.0 if not math.isfinite(s.upper95) else s.upper95 - s.mean for s in stats])
             n = max((s.n for s in stats), default=0)
-            ax.errorbar(ds, mean, yerr=half, capsize=3, color=colors(_family(method)), label=f"{method} (n={n})",
-                        **_style(method))
+            ax.errorbar(
+                ds,
+                mean,
+                yerr=half,
+                capsize=3,
+                color=colors(_family(method)),
+                label=f"{method} (n={n})",
+                **_style(method),
+            )
     for ax, title in zip(axes, ("worst-class test accuracy", "average test accuracy")):
         ax.set_xlabel("density d (fraction of training data kept)")
         ax.set_ylabel(title)
@@ -69,8 +88,9 @@ def class_densities(records: RecordSet, density: float = 0.3):
     """Per-class density after pruning (kept / class size, mean over seeds) per method at ``density``: grouped bars."""
     plt = _plt()
     methods = [m for m in methods_of(records) if len(at(records, m, density))]
-    num_classes = max((sum(1 for k in r["metrics"] if k.startswith("prune/class_density/")) for r in records),
-                      default=0)
+    num_classes = max(
+        (sum(1 for k in r["metrics"] if k.startswith("prune/class_density/")) for r in records), default=0
+    )
     fig, ax = plt.subplots(figsize=(max(6.0, 0.9 * num_classes + 2), 4.0))
     width = 0.8 / max(1, len(methods))
     colors = plt.get_cmap("tab20")

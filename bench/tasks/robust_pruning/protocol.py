@@ -42,8 +42,10 @@ def parse_method(method: str) -> tuple[str, str]:
     quota = quota if plus else "score"
     if score not in S.SCORES or quota not in Q.QUOTAS or quota == "score" and plus:
         known = ", ".join([*S.SCORES, *(f"{s}+drop" for s in S.SCORES)])
-        raise BenchError(f"unknown robust_pruning method {method!r}: a score ({', '.join(S.SCORES)}) optionally "
-                         f"followed by +drop for DRoP quotas; known methods: {known}")
+        raise BenchError(
+            f"unknown robust_pruning method {method!r}: a score ({', '.join(S.SCORES)}) optionally "
+            f"followed by +drop for DRoP quotas; known methods: {known}"
+        )
     return score, quota
 
 
@@ -82,7 +84,7 @@ def build_data(ctx: RunContext):
 
 
 def _net_state(module_state: dict) -> dict:
-    return {k[len("net."):]: v for k, v in module_state.items() if k.startswith("net.")}
+    return {k[len("net.") :]: v for k, v in module_state.items() if k.startswith("net.")}
 
 
 def _net(ctx: RunContext, dm, state: dict) -> torch.nn.Module:
@@ -107,9 +109,14 @@ def early_epoch(epochs: int, fraction: float) -> int:
 
 # -- stage 1: query models -------------------------------------------------------------------------------------
 def query_key(cfg) -> dict:
-    return {"data": _plain(cfg.data), "model": _plain(cfg.model), "optimizer": _plain(cfg.optimizer),
-            "module": _plain(cfg.module), "query": _plain(cfg.robust_pruning.query),
-            "val_fraction": float(cfg.robust_pruning.val_fraction)}
+    return {
+        "data": _plain(cfg.data),
+        "model": _plain(cfg.model),
+        "optimizer": _plain(cfg.optimizer),
+        "module": _plain(cfg.module),
+        "query": _plain(cfg.robust_pruning.query),
+        "val_fraction": float(cfg.robust_pruning.val_fraction),
+    }
 
 
 def query_stage(ctx: RunContext, view) -> dict:
@@ -126,8 +133,15 @@ def query_stage(ctx: RunContext, view) -> dict:
             ctx.seed_stage(f"query{i}/init")
             module = ctx.build_module(view)
             snaps = EpochSnapshots(every_n_epochs=1)
-            ctx.fit(module, view, stage=f"query{i}", test=False, extra_callbacks=[snaps], max_epochs=epochs,
-                    limit_val_batches=0)
+            ctx.fit(
+                module,
+                view,
+                stage=f"query{i}",
+                test=False,
+                extra_callbacks=[snaps],
+                max_epochs=epochs,
+                limit_val_batches=0,
+            )
             probs, correct = [], []
             for e in range(1, epochs + 1):
                 p = S.predict_proba(_net(ctx, view, _net_state(snaps.states[e])), train["x"])
@@ -141,8 +155,14 @@ def query_stage(ctx: RunContext, view) -> dict:
         out["true_prob"], out["correct"] = torch.stack(out["true_prob"]), torch.stack(out["correct"])
         out["val_recall"] = torch.stack(out["val_recall"])
         r = out["val_recall"].mean(0)
-        ctx.log_metrics({"early_epoch": early, "train_acc": out["correct"][:, -1].float().mean().item(),
-                         **{f"val_recall/{c}": r[c].item() for c in range(k)}}, stage="query")
+        ctx.log_metrics(
+            {
+                "early_epoch": early,
+                "train_acc": out["correct"][:, -1].float().mean().item(),
+                **{f"val_recall/{c}": r[c].item() for c in range(k)},
+            },
+            stage="query",
+        )
         return out
 
     return ctx.cached_stage("query", query_key(ctx.cfg), train_fn)
@@ -179,9 +199,17 @@ def score_stage(ctx: RunContext, view, query: dict | None, score: str) -> dict:
 
 
 # -- stage 3-4: quotas and the kept subset -----------------------------------------------------------------------
-def kept_subset(score: str, quota: str, scores: dict, y: torch.Tensor, num_classes: int, density: float,
-                min_per_class: int, recall_k: torch.Tensor | None,
-                tie_seed: int) -> tuple[torch.Tensor, torch.Tensor, list[int]]:
+def kept_subset(
+    score: str,
+    quota: str,
+    scores: dict,
+    y: torch.Tensor,
+    num_classes: int,
+    density: float,
+    min_per_class: int,
+    recall_k: torch.Tensor | None,
+    tie_seed: int,
+) -> tuple[torch.Tensor, torch.Tensor, list[int]]:
     """(kept indices, quotas, classes raised by the floor rule)."""
     sizes = torch.bincount(y, minlength=num_classes)
     keep = Q.keep_count(density, len(y))
@@ -204,9 +232,15 @@ def final_stage(ctx: RunContext, view, kept: torch.Tensor) -> None:
     train = view.splits["train"]
     subset = {k: v[kept] for k, v in train.items()}
     digest = hashlib.sha256(kept.numpy().astype(np.int64).tobytes()).hexdigest()
-    key = {"data": _plain(cfg.data), "model": _plain(cfg.model), "optimizer": _plain(cfg.optimizer),
-           "module": _plain(cfg.module), "epochs": int(cfg.robust_pruning.final_epochs),
-           "val_fraction": float(cfg.robust_pruning.val_fraction), "kept": digest}
+    key = {
+        "data": _plain(cfg.data),
+        "model": _plain(cfg.model),
+        "optimizer": _plain(cfg.optimizer),
+        "module": _plain(cfg.module),
+        "epochs": int(cfg.robust_pruning.final_epochs),
+        "val_fraction": float(cfg.robust_pruning.val_fraction),
+        "kept": digest,
+    }
     final_view = view.with_splits(train=subset, val=None)
     final_view.setup()
 
@@ -242,16 +276,22 @@ def robust_pruning(ctx: RunContext) -> None:
     query = query_stage(ctx, view) if (score != "random" or quota == "drop") else None
     scores = score_stage(ctx, view, query, score)
     recall_k = query["val_recall"].mean(0) if query is not None else None
-    kept, _n, raised = kept_subset(score, quota, scores, y, k, density, int(pcfg.min_per_class), recall_k,
-                                  tie_seed=ctx.seed)
+    kept, _n, raised = kept_subset(
+        score, quota, scores, y, k, density, int(pcfg.min_per_class), recall_k, tie_seed=ctx.seed
+    )
     kept_k = torch.bincount(y[kept], minlength=k)
     class_density = kept_k.double() / sizes.clamp(min=1).double()
-    ctx.log_metrics({
-        "prune/density": density, "prune/kept": len(kept), "prune/kept_fraction": len(kept) / len(y),
-        "prune/floored_classes": len(raised),
-        "prune/min_class_density": class_density.min().item(), "prune/max_class_density": class_density.max().item(),
-        **{f"prune/class_kept/{c}": int(kept_k[c]) for c in range(k)},
-        **{f"prune/class_density/{c}": class_density[c].item() for c in range(k)},
-    })
+    ctx.log_metrics(
+        {
+            "prune/density": density,
+            "prune/kept": len(kept),
+            "prune/kept_fraction": len(kept) / len(y),
+            "prune/floored_classes": len(raised),
+            "prune/min_class_density": class_density.min().item(),
+            "prune/max_class_density": class_density.max().item(),
+            **{f"prune/class_kept/{c}": int(kept_k[c]) for c in range(k)},
+            **{f"prune/class_density/{c}": class_density[c].item() for c in range(k)},
+        }
+    )
     final_stage(ctx, view, kept)
     ctx.log_metrics(class_spread(ctx.metrics, k))

@@ -45,9 +45,11 @@ def check_budget(keep: int, class_sizes: Tensor, min_per_class: int, density: fl
         raise BenchError(f"robust_pruning.min_per_class must be >= 0, got {min_per_class}")
     need = int(torch.clamp(class_sizes, max=min_per_class).sum())
     if keep < max(need, 1):
-        raise BenchError(f"robust_pruning.density={density} keeps {keep} of {int(class_sizes.sum())} training "
-                         f"examples, fewer than min_per_class={min_per_class} for each of the {len(class_sizes)} "
-                         f"classes ({need}); raise the density or lower robust_pruning.min_per_class")
+        raise BenchError(
+            f"robust_pruning.density={density} keeps {keep} of {int(class_sizes.sum())} training "
+            f"examples, fewer than min_per_class={min_per_class} for each of the {len(class_sizes)} "
+            f"classes ({need}); raise the density or lower robust_pruning.min_per_class"
+        )
 
 
 def water_fill(weights: Tensor, total: float, caps: Tensor) -> Tensor:
@@ -127,8 +129,11 @@ def apply_floor(quotas: Tensor, class_sizes: Tensor, min_per_class: int) -> tupl
             q[donor] -= 1
             q[k] += 1
     if raised:
-        warnings.warn(f"classes {raised} would keep fewer than min_per_class={min_per_class} examples; raised to "
-                      "it (recorded as prune/floored_classes)", stacklevel=2)
+        warnings.warn(
+            f"classes {raised} would keep fewer than min_per_class={min_per_class} examples; raised to "
+            "it (recorded as prune/floored_classes)",
+            stacklevel=2,
+        )
     return q, raised
 
 

@@ -63,8 +63,9 @@ def numeric_threshold(mu, sigma, phi) -> float:
     risks = phi[0] * norm.sf((grid - mu[0]) / sigma[0]) + phi[1] * norm.cdf((grid - mu[1]) / sigma[1])
     i = int(np.argmin(risks))
     bounds = (grid[max(i - 1, 0)], grid[min(i + 1, len(grid) - 1)])
-    res = minimize_scalar(lambda t: average_risk(t, mu, sigma, phi), bounds=bounds, method="bounded",
-                          options={"xatol": 1e-10})
+    res = minimize_scalar(
+        lambda t: average_risk(t, mu, sigma, phi), bounds=bounds, method="bounded", options={"xatol": 1e-10}
+    )
     return float(res.x)
 
 
