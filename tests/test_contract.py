@@ -262,3 +262,10 @@ def test_verify_runs_the_report_hook_after_the_claims(tmp_path, monkeypatch):
     table = Path(summary["artifacts"]["runs"])
     assert table.is_file() and table.resolve().parent == tmp_path / "results" / "fixture" / "verify"
     assert len(json.loads(table.read_text())) == 4  # 2 variants x 2 seeds
+
+
+def test_an_override_that_breaks_the_task_block_is_refused_before_training(run_bench, tmp_path):
+    """Experiments and profiles may override parts of ``task:``; the composed block must still fit the spec."""
+    with pytest.raises(BenchError, match=r"headline_metrics\[0\] must be a mapping .*after the experiment"):
+        run_bench(["task=fixture", "task.headline_metrics=[test/acc]"])
+    assert not (tmp_path / "runs" / "fixture").exists() and not (tmp_path / "results").exists()

@@ -81,6 +81,13 @@ _REQUIRED_GROUPS = ("data", "trainer")
 def validate_run_config(cfg: DictConfig) -> None:
     """Raise one :class:`BenchError` for the first value that a run cannot use (before anything is built)."""
     from bench.harness.registry import options
+    from bench.harness.spec import parse_task
+
+    # the task block as composed (an experiment or profile may override parts of it) still fits the task spec
+    try:
+        parse_task(OmegaConf.to_container(cfg.task, resolve=True), str(cfg.task.name))
+    except BenchError as e:
+        raise BenchError(f"{e} (after the experiment / profile / command-line overrides)") from None
 
     for group in _REQUIRED_GROUPS:
         if group in cfg and cfg[group] is None:
