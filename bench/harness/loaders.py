@@ -12,7 +12,7 @@ host-to-device copy on a GPU.
 from __future__ import annotations
 
 import math
-from typing import Iterator, Mapping
+from collections.abc import Iterator, Mapping
 
 import torch
 from torch import Tensor
