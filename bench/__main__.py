@@ -84,8 +84,11 @@ def cmd_fit(argv: list[str]) -> int:
 
     argv = select_task(argv, tasks())  # experiment=<task>_paper alone selects its task; a mismatch is refused
     # Hydra's own flags: `--cfg job` prints the composed config (`--cfg all` with Hydra's part), `-p KEY` one package
-    overrides = [a for i, a in enumerate(argv) if not a.startswith("-")
-                 and not (i and argv[i - 1] in ("--cfg", "-c", "--package", "-p"))]
+    overrides = [
+        a
+        for i, a in enumerate(argv)
+        if not a.startswith("-") and not (i and argv[i - 1] in ("--cfg", "-c", "--package", "-p"))
+    ]
     check_overrides(overrides)
     if not any(a.split("=", 1)[0].lstrip("+") == "task" for a in overrides):
         print(f"error: no task given; add task=<name> (known tasks: {', '.join(sorted(tasks()))})", file=sys.stderr)
@@ -110,8 +113,11 @@ def cmd_fit(argv: list[str]) -> int:
     if failures:
         for overrides_, message in failures:
             print(f"failed: {' '.join(overrides_)}: {message}", file=sys.stderr)
-        print(f"error: {len(failures)} of {MULTIRUN['jobs']} runs failed (their errors are above and in failed.txt "
-              "in each job's Hydra folder)", file=sys.stderr)
+        print(
+            f"error: {len(failures)} of {MULTIRUN['jobs']} runs failed (their errors are above and in failed.txt "
+            "in each job's Hydra folder)",
+            file=sys.stderr,
+        )
         return 1
     return 0
 

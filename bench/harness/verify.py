@@ -37,7 +37,9 @@ def verify_plan(overrides: list[str]) -> list[list[str]]:
     user = [o for o in overrides if not o.startswith("task=")]
     runs = plan.get("runs") or [[]]
     seeds = plan.get("seeds") or [0]
-    return [task_overrides + list(plan.get("overrides") or []) + list(r) + [f"seed={s}"] + user for r in runs for s in seeds]
+    return [
+        task_overrides + list(plan.get("overrides") or []) + list(r) + [f"seed={s}"] + user for r in runs for s in seeds
+    ]
 
 
 def run_report(ref: str, records: RecordSet, out_dir: Path) -> dict[str, str]:

@@ -46,11 +46,12 @@ class Posterior(nn.Module):
     """Base class. Subclasses implement :meth:`sample_logits` and :meth:`training_logits`."""
 
     kind: str = ""
-    stochastic: bool = True          # False: every sample is the same network (MI is exactly 0)
-    num_members: int | None = None   # a finite member set (ensemble, HMC samples), else None
+    stochastic: bool = True  # False: every sample is the same network (MI is exactly 0)
+    num_members: int | None = None  # a finite member set (ensemble, HMC samples), else None
 
-    def __init__(self, input_shape: Sequence[int], mean: float | Sequence[float] = 0.0,
-                 std: float | Sequence[float] = 1.0) -> None:
+    def __init__(
+        self, input_shape: Sequence[int], mean: float | Sequence[float] = 0.0, std: float | Sequence[float] = 1.0
+    ) -> None:
         super().__init__()
         self.input_shape = tuple(int(d) for d in input_shape)
         self.normalize = Normalize(mean, std)
@@ -130,8 +131,15 @@ class EnsembleMLP(Posterior):
 
     kind = "ensemble"
 
-    def __init__(self, input_shape: Sequence[int], num_classes: int, hidden: Sequence[int] = (256, 256),
-                 members: int = 5, mean: float = 0.0, std: float = 1.0) -> None:
+    def __init__(
+        self,
+        input_shape: Sequence[int],
+        num_classes: int,
+        hidden: Sequence[int] = (256, 256),
+        members: int = 5,
+        mean: float = 0.0,
+        std: float = 1.0,
+    ) -> None:
         super().__init__(input_shape, mean, std)
         if int(members) < 1:
             raise BenchError(f"model.members={members}: an ensemble needs at least one member")
@@ -157,8 +165,14 @@ class DeterministicMLP(EnsembleMLP):
 
     kind = "deterministic"
 
-    def __init__(self, input_shape: Sequence[int], num_classes: int, hidden: Sequence[int] = (256, 256),
-                 mean: float = 0.0, std: float = 1.0) -> None:
+    def __init__(
+        self,
+        input_shape: Sequence[int],
+        num_classes: int,
+        hidden: Sequence[int] = (256, 256),
+        mean: float = 0.0,
+        std: float = 1.0,
+    ) -> None:
         super().__init__(input_shape, num_classes, hidden, members=1, mean=mean, std=std)
 
 
@@ -168,8 +182,15 @@ class MCDropoutMLP(Posterior):
 
     kind = "mc_dropout"
 
-    def __init__(self, input_shape: Sequence[int], num_classes: int, hidden: Sequence[int] = (256, 256),
-                 p: float = 0.1, mean: float = 0.0, std: float = 1.0) -> None:
+    def __init__(
+        self,
+        input_shape: Sequence[int],
+        num_classes: int,
+        hidden: Sequence[int] = (256, 256),
+        p: float = 0.1,
+        mean: float = 0.0,
+        std: float = 1.0,
+    ) -> None:
         super().__init__(input_shape, mean, std)
         if not 0.0 < float(p) < 1.0:
             raise BenchError(f"model.p={p}: the MC dropout rate must lie strictly between 0 and 1")
@@ -193,8 +214,10 @@ class MCDropoutMLP(Posterior):
 
     def one_draw(self) -> Callable[[Tensor], Tensor]:
         keep = 1.0 - self.p
-        masks = [torch.bernoulli(torch.full((layer.out_features,), keep, device=layer.weight.device)) / keep
-                 for layer in self.layers[:-1]]
+        masks = [
+            torch.bernoulli(torch.full((layer.out_features,), keep, device=layer.weight.device)) / keep
+            for layer in self.layers[:-1]
+        ]
 
         def logits(x: Tensor) -> Tensor:
             h = self._inputs(x)
@@ -230,14 +253,16 @@ class BayesLinear(nn.Module):
 
     def draw(self) -> tuple[Tensor, Tensor]:
         """One weight sample (w, b) of the layer."""
-        return (self.weight_mu + F.softplus(self.weight_rho) * torch.randn_like(self.weight_mu),
-                self.bias_mu + F.softplus(self.bias_rho) * torch.randn_like(self.bias_mu))
+        return (
+            self.weight_mu + F.softplus(self.weight_rho) * torch.randn_like(self.weight_mu),
+            self.bias_mu + F.softplus(self.bias_rho) * torch.randn_like(self.bias_mu),
+        )
 
     def kl(self) -> Tensor:
         out = torch.zeros((), device=self.weight_mu.device)
         for mu, rho in ((self.weight_mu, self.weight_rho), (self.bias_mu, self.bias_rho)):
             s = F.softplus(rho)
-            out = out + (torch.log(self.prior_std / s) + (s * s + mu * mu) / (2 * self.prior_std ** 2) - 0.5).sum()
+            out = out + (torch.log(self.prior_std / s) + (s * s + mu * mu) / (2 * self.prior_std**2) - 0.5).sum()
         return out
 
 
@@ -246,8 +271,16 @@ class MeanFieldVIMLP(Posterior):
 
     kind = "mfvi"
 
-    def __init__(self, input_shape: Sequence[int], num_classes: int, hidden: Sequence[int] = (256, 256),
-                 prior_std: float = 1.0, init_std: float = 1e-3, mean: float = 0.0, std: float = 1.0) -> None:
+    def __init__(
+        self,
+        input_shape: Sequence[int],
+        num_classes: int,
+        hidden: Sequence[int] = (256, 256),
+        prior_std: float = 1.0,
+        init_std: float = 1e-3,
+        mean: float = 0.0,
+        std: float = 1.0,
+    ) -> None:
         super().__init__(input_shape, mean, std)
         sizes = _sizes(input_shape, hidden, num_classes)
         self.layers = nn.ModuleList(BayesLinear(a, b, prior_std, init_std) for a, b in itertools.pairwise(sizes))
@@ -294,9 +327,17 @@ class HMCMLP(Posterior):
 
     kind = "hmc"
 
-    def __init__(self, input_shape: Sequence[int], num_classes: int, hidden: Sequence[int] = (64,),
-                 num_samples: int = 100, prior_std: float = 1.0, max_params: int = 20_000, mean: float = 0.0,
-                 std: float = 1.0) -> None:
+    def __init__(
+        self,
+        input_shape: Sequence[int],
+        num_classes: int,
+        hidden: Sequence[int] = (64,),
+        num_samples: int = 100,
+        prior_std: float = 1.0,
+        max_params: int = 20_000,
+        mean: float = 0.0,
+        std: float = 1.0,
+    ) -> None:
         super().__init__(input_shape, mean, std)
         self.prior_std = float(prior_std)
         sizes = _sizes(input_shape, hidden, num_classes)
@@ -305,7 +346,8 @@ class HMCMLP(Posterior):
             raise BenchError(
                 f"HMC on an MLP {'-'.join(map(str, sizes))} ({n:,} parameters) exceeds its budget "
                 f"model.max_params={int(max_params):,}; use a smaller model.hidden (e.g. [64]) or raise "
-                "model.max_params")
+                "model.max_params"
+            )
         if int(num_samples) < 1:
             raise BenchError(f"model.num_samples={num_samples}: HMC must keep at least one sample")
         self.start = StackedMLP(sizes, 1)
@@ -335,8 +377,8 @@ class HMCMLP(Posterior):
         ws, bs, i = [], [], 0
         for w, b in zip(self.start.weights, self.start.biases):
             nw, nb = w[0].numel(), b[0].numel()
-            ws.append(theta[:, i:i + nw].reshape(-1, *w.shape[1:]))
-            bs.append(theta[:, i + nw:i + nw + nb].reshape(-1, *b.shape[1:]))
+            ws.append(theta[:, i : i + nw].reshape(-1, *w.shape[1:]))
+            bs.append(theta[:, i + nw : i + nw + nb].reshape(-1, *b.shape[1:]))
             i += nw + nb
         return ws, bs
 
@@ -376,12 +418,12 @@ class HMCMLP(Posterior):
         if not self.has_samples:
             return lambda x: self.start(self._inputs(x))[0]
         k = int(torch.randint(self.num_members, (1,)))
-        ws = [getattr(self, f"sample_weight{i}")[k:k + 1] for i in range(self.depth)]
-        bs = [getattr(self, f"sample_bias{i}")[k:k + 1] for i in range(self.depth)]
+        ws = [getattr(self, f"sample_weight{i}")[k : k + 1] for i in range(self.depth)]
+        bs = [getattr(self, f"sample_bias{i}")[k : k + 1] for i in range(self.depth)]
         return lambda x: StackedMLP.batched(self._inputs(x), ws, bs)[0]
 
     def penalty(self) -> Tensor:
-        return 0.5 * sum((p * p).sum() for p in self.start.parameters()) / self.prior_std ** 2
+        return 0.5 * sum((p * p).sum() for p in self.start.parameters()) / self.prior_std**2
 
 
 POSTERIORS: dict[str, type[Posterior]] = {
@@ -397,6 +439,8 @@ def build_posterior(posterior: str, input_shape: Sequence[int], num_classes: int
     """The model config's entry point: ``posterior`` names the kind (:data:`POSTERIORS`)."""
     cls = POSTERIORS.get(str(posterior))
     if cls is None:
-        raise BenchError(f"unknown posterior {posterior!r}; known posteriors: {', '.join(POSTERIORS)} "
-                         f"(choose one with model=bnn_<name>)")
+        raise BenchError(
+            f"unknown posterior {posterior!r}; known posteriors: {', '.join(POSTERIORS)} "
+            f"(choose one with model=bnn_<name>)"
+        )
     return cls(input_shape=input_shape, num_classes=num_classes, **kwargs)

@@ -65,8 +65,9 @@ def test_hmc_recovers_mean_and_variance_of_a_2d_gaussian():
     mu = torch.tensor([1.0, -2.0], dtype=torch.float64)
     var = torch.tensor([0.5, 2.0], dtype=torch.float64)
     potential = lambda th: 0.5 * (((th - mu) ** 2) / var).sum()  # noqa: E731
-    theta, stats = run_chain(potential, torch.zeros(2, dtype=torch.float64), num_samples=1000, warmup=300,
-                             kernel="nuts", step_size=0.1)
+    theta, stats = run_chain(
+        potential, torch.zeros(2, dtype=torch.float64), num_samples=1000, warmup=300, kernel="nuts", step_size=0.1
+    )
     n_eff = 200  # conservative: NUTS on an axis-aligned Gaussian gives ESS close to the number of draws
     se = (var / n_eff).sqrt()
     assert ((theta.mean(0) - mu).abs() < 4 * se).all(), (theta.mean(0), mu)
@@ -107,17 +108,32 @@ def test_attacks_stay_in_the_ball_and_do_what_they_say():
 
 # -- claims logic on synthetic records ----------------------------------------------------------------------------
 def _record(posterior: str, seed: int, **metrics) -> dict:
-    return {"seed": seed, "metrics": metrics,
-            "config": {"posterior": posterior, "data": {"_target_": "bench.data.digits.DigitsDataModule"},
-                       "bnn_attacks": {"S_eval": metrics.pop("_S_eval", 100)}}}
+    return {
+        "seed": seed,
+        "metrics": metrics,
+        "config": {
+            "posterior": posterior,
+            "data": {"_target_": "bench.data.digits.DigitsDataModule"},
+            "bnn_attacks": {"S_eval": metrics.pop("_S_eval", 100)},
+        },
+    }
 
 
 def _good(posterior: str, seed: int, **override) -> dict:
-    m = {"test/acc": 0.97, "test/robust_acc@eps=0.2": 0.01, "test/robust_acc_few_samples@eps=0.2": 0.01,
-         "detect/adaptive_auroc_entropy@eps=0.2": 0.4, "detect/adaptive_auroc_mi@eps=0.2": 0.5,
-         "ood/auroc_entropy": 0.9, "ood/attacked_auroc_entropy@eps=0.2": 0.1, "ood/auroc_drop_entropy@eps=0.2": 0.8,
-         "ood/auroc_drop_mi@eps=0.2": 0.3, "test/robust_acc@eps=0.1": 0.2, "test/robust_acc_no_eot@eps=0.1": 0.4,
-         "test/robust_acc_one_draw@eps=0.1": 0.2}
+    m = {
+        "test/acc": 0.97,
+        "test/robust_acc@eps=0.2": 0.01,
+        "test/robust_acc_few_samples@eps=0.2": 0.01,
+        "detect/adaptive_auroc_entropy@eps=0.2": 0.4,
+        "detect/adaptive_auroc_mi@eps=0.2": 0.5,
+        "ood/auroc_entropy": 0.9,
+        "ood/attacked_auroc_entropy@eps=0.2": 0.1,
+        "ood/auroc_drop_entropy@eps=0.2": 0.8,
+        "ood/auroc_drop_mi@eps=0.2": 0.3,
+        "test/robust_acc@eps=0.1": 0.2,
+        "test/robust_acc_no_eot@eps=0.1": 0.4,
+        "test/robust_acc_one_draw@eps=0.1": 0.2,
+    }
     m.update(override)
     return _record(posterior, seed, **m)
 
@@ -154,11 +170,14 @@ def test_claim_e_needs_100_evaluation_samples_and_claims_skip_missing_runs():
 
 
 # -- bad input: one clear line before training ---------------------------------------------------------------------
-@pytest.mark.parametrize("overrides, match", [
-    (["bnn_attacks.S_eval=0"], "bnn_attacks.S_eval=0 is not a valid number of posterior samples"),
-    (["model.posterior=laplace"], "unknown posterior 'laplace'"),
-    (["model=bnn_hmc", "model.hidden=[256,256]"], "exceeds its budget model.max_params"),
-])
+@pytest.mark.parametrize(
+    "overrides, match",
+    [
+        (["bnn_attacks.S_eval=0"], "bnn_attacks.S_eval=0 is not a valid number of posterior samples"),
+        (["model.posterior=laplace"], "unknown posterior 'laplace'"),
+        (["model=bnn_hmc", "model.hidden=[256,256]"], "exceeds its budget model.max_params"),
+    ],
+)
 def test_bad_input_is_one_clear_line(run_bench, overrides, match, tmp_path):
     with pytest.raises(BenchError, match=match) as err:
         run_bench(["task=bnn_attacks", "profile=smoke"] + overrides)
@@ -172,9 +191,16 @@ def test_every_posterior_runs_under_smoke(run_bench, kind):
     rec = run_bench(["task=bnn_attacks", "profile=smoke", f"model=bnn_{kind}"])
     m = rec["metrics"]
     assert rec["config"]["posterior"] == kind
-    for name in ("test/acc", "test/robust_acc", "test/robust_acc_no_eot@eps=0.2", "detect/auroc_mi@eps=0.2",
-                 "detect/adaptive_auroc_entropy@eps=0.2", "ood/auroc_entropy", "ood/attacked_auroc_entropy@eps=0.2",
-                 "shift/test/acc"):
+    for name in (
+        "test/acc",
+        "test/robust_acc",
+        "test/robust_acc_no_eot@eps=0.2",
+        "detect/auroc_mi@eps=0.2",
+        "detect/adaptive_auroc_entropy@eps=0.2",
+        "ood/auroc_entropy",
+        "ood/attacked_auroc_entropy@eps=0.2",
+        "shift/test/acc",
+    ):
         assert m.get(name) is not None and math.isfinite(m[name]), name
     assert 0.0 <= m["test/robust_acc"] <= 1.0
     if kind == "hmc":
@@ -199,8 +225,9 @@ def test_runs_on_mnist_files_with_the_semantic_shift_split(run_bench, tmp_path):
     for split, y in {"train": np.tile(np.arange(10), 3), "t10k": np.arange(10)}.items():
         _write_idx(raw / f"{split}-images-idx3-ubyte", rng.integers(0, 256, (len(y), 28, 28)), 2051)
         _write_idx(raw / f"{split}-labels-idx1-ubyte", y, 2049)
-    rec = run_bench(["task=bnn_attacks", "profile=smoke", "model=bnn_mc_dropout", "data=mnist",
-                     f"data.root={tmp_path}"])
+    rec = run_bench(
+        ["task=bnn_attacks", "profile=smoke", "model=bnn_mc_dropout", "data=mnist", f"data.root={tmp_path}"]
+    )
     m = rec["metrics"]
     assert rec["config"]["data"]["_target_"].endswith("MNISTDataModule")
     assert m["test/class_count/0"] == 1 and m["shift/test/class_count/4"] == 1  # 10 test digits; 0-4 in-distribution
@@ -216,11 +243,22 @@ def test_runs_on_cifar10_files(run_bench, tmp_path):
     base.mkdir()
     rng = np.random.default_rng(0)
     for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
-        entry = {b"data": rng.integers(0, 256, size=(4, 3072), dtype=np.uint8),
-                 b"labels": list(rng.integers(0, 10, size=4)), b"batch_label": name.encode()}
+        entry = {
+            b"data": rng.integers(0, 256, size=(4, 3072), dtype=np.uint8),
+            b"labels": list(rng.integers(0, 10, size=4)),
+            b"batch_label": name.encode(),
+        }
         with open(base / name, "wb") as f:
             pickle.dump(entry, f)
-    rec = run_bench(["task=bnn_attacks", "profile=smoke", "model=bnn_ensemble", "data=cifar10", f"data.root={tmp_path}",
-                     "bnn_attacks.shift.enabled=false"])
+    rec = run_bench(
+        [
+            "task=bnn_attacks",
+            "profile=smoke",
+            "model=bnn_ensemble",
+            "data=cifar10",
+            f"data.root={tmp_path}",
+            "bnn_attacks.shift.enabled=false",
+        ]
+    )
     assert rec["config"]["data"]["_target_"].endswith("CIFARDataModule")
     assert 0.0 <= rec["metrics"]["test/robust_acc"] <= 1.0 and "ood/auroc_entropy" not in rec["metrics"]

@@ -39,8 +39,9 @@ class PredictiveMeanPGD:
         random_start: start uniformly in the ball.
     """
 
-    def __init__(self, model: nn.Module, eps: float, steps: int = 40, step_size: float = 0.0625,
-                 random_start: bool = True) -> None:
+    def __init__(
+        self, model: nn.Module, eps: float, steps: int = 40, step_size: float = 0.0625, random_start: bool = True
+    ) -> None:
         self.model, self.eps, self.steps = model, float(eps), int(steps)
         self.alpha = float(step_size) * self.eps
         self.random_start = bool(random_start)

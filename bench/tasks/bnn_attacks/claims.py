@@ -87,8 +87,10 @@ def semantic_shift(records: RecordSet):
     clean = per_posterior(records, "ood/auroc_entropy")
     attacked = per_posterior(records, at("ood/attacked_auroc_entropy", EPS))
     drop_mi = per_posterior(records, at("ood/auroc_drop_mi", EPS))
-    measured = {p: {"drop_H": drop[p], "clean_H": clean.get(p), "attacked_H": attacked.get(p),
-                    "drop_MI": drop_mi.get(p)} for p in drop}
+    measured = {
+        p: {"drop_H": drop[p], "clean_H": clean.get(p), "attacked_H": attacked.get(p), "drop_MI": drop_mi.get(p)}
+        for p in drop
+    }
     return Outcome(measured, all(v >= 0.5 for v in drop.values()), f"min drop (H) {min(drop.values()):.3f}")
 
 
@@ -106,8 +108,11 @@ def many_eval_samples(records: RecordSet):
     if not gap or any(o is None for o in parts):
         return None
     ok = min(eval_samples) >= MIN_EVAL_SAMPLES and all(o.passed for o in parts) and all(g <= 0.02 for g in gap.values())
-    measured = {"min_S_eval": min(eval_samples), "robust_S_eval_minus_S_few": gap,
-                "b_c_d_pass": [bool(o.passed) for o in parts]}
+    measured = {
+        "min_S_eval": min(eval_samples),
+        "robust_S_eval_minus_S_few": gap,
+        "b_c_d_pass": [bool(o.passed) for o in parts],
+    }
     return Outcome(measured, ok)
 
 
@@ -127,8 +132,11 @@ def eot_matters(records: RecordSet):
             common = sorted(set(weak) & set(eot))
             if not common:
                 continue
-            per[p] = {"attack": summarize(weak[k] for k in common).mean, "eot": summarize(eot[k] for k in common).mean,
-                      "diff": paired(weak, eot).mean}
+            per[p] = {
+                "attack": summarize(weak[k] for k in common).mean,
+                "eot": summarize(eot[k] for k in common).mean,
+                "diff": paired(weak, eot).mean,
+            }
             diffs += [weak[k] - eot[k] for k in common]
         if diffs:
             pooled = summarize(diffs)
@@ -143,13 +151,25 @@ def eot_matters(records: RecordSet):
 CLAIMS = [
     Claim("(a) clean accuracy of every posterior on digits", "predictive-mean test accuracy >= 0.95", clean_accuracy),
     Claim("(b) PGD-EOT breaks every posterior, HMC included", "robust accuracy <= 0.05 at eps = 0.2", robust_accuracy),
-    Claim("(c) adaptive attack evades uncertainty-based detection",
-          "detection AUROC <= 0.7 with H and with MI at eps = 0.2", adaptive_detection),
-    Claim("(d) entropy attack breaks semantic-shift detection", "OOD AUROC (H) drops by >= 0.5 at eps = 0.2",
-          semantic_shift),
-    Claim("(e) not an artefact of few evaluation samples",
-          "S_eval >= 100, (b)-(d) hold, robust acc(S_eval) - robust acc(S=10) <= 0.02", many_eval_samples),
-    Claim("(f) attacking without EOT overstates robustness",
-          "robust acc without EOT (1 sample per step, or 1 fixed draw) > with EOT at eps = 0.1, pooled",
-          eot_matters, trend=True),
+    Claim(
+        "(c) adaptive attack evades uncertainty-based detection",
+        "detection AUROC <= 0.7 with H and with MI at eps = 0.2",
+        adaptive_detection,
+    ),
+    Claim(
+        "(d) entropy attack breaks semantic-shift detection",
+        "OOD AUROC (H) drops by >= 0.5 at eps = 0.2",
+        semantic_shift,
+    ),
+    Claim(
+        "(e) not an artefact of few evaluation samples",
+        "S_eval >= 100, (b)-(d) hold, robust acc(S_eval) - robust acc(S=10) <= 0.02",
+        many_eval_samples,
+    ),
+    Claim(
+        "(f) attacking without EOT overstates robustness",
+        "robust acc without EOT (1 sample per step, or 1 fixed draw) > with EOT at eps = 0.1, pooled",
+        eot_matters,
+        trend=True,
+    ),
 ]

@@ -17,9 +17,18 @@ import torch.nn.functional as F
 from torch import Tensor
 
 
-def run_chain(potential: Callable[[Tensor], Tensor], start: Tensor, num_samples: int, warmup: int,
-              trajectory_length: float = 1.0, step_size: float = 1e-3, kernel: str = "hmc",
-              target_accept: float = 0.8, thin: int = 1, max_tree_depth: int = 5) -> tuple[Tensor, dict[str, float]]:
+def run_chain(
+    potential: Callable[[Tensor], Tensor],
+    start: Tensor,
+    num_samples: int,
+    warmup: int,
+    trajectory_length: float = 1.0,
+    step_size: float = 1e-3,
+    kernel: str = "hmc",
+    target_accept: float = 0.8,
+    thin: int = 1,
+    max_tree_depth: int = 5,
+) -> tuple[Tensor, dict[str, float]]:
     """Samples ``[num_samples, P]`` of ``exp(-potential)`` and the sampler's statistics: ``accept_rate`` (mean
     acceptance probability after warm-up), ``step_size`` (adapted), ``divergences``, ``num_steps`` (leapfrog steps
     per proposal, HMC), ``ess_median`` (median effective sample size over the coordinates)."""
@@ -29,17 +38,34 @@ def run_chain(potential: Callable[[Tensor], Tensor], start: Tensor, num_samples:
         return potential(params["theta"])
 
     if kernel == "nuts":
-        k = NUTS(potential_fn=potential_fn, step_size=step_size, adapt_step_size=True, adapt_mass_matrix=True,
-                 target_accept_prob=target_accept, max_tree_depth=max_tree_depth)
+        k = NUTS(
+            potential_fn=potential_fn,
+            step_size=step_size,
+            adapt_step_size=True,
+            adapt_mass_matrix=True,
+            target_accept_prob=target_accept,
+            max_tree_depth=max_tree_depth,
+        )
     elif kernel == "hmc":
         # leapfrog steps per proposal = trajectory_length / step size (pyro): the length stays fixed while warm-up
         # adapts the step size and the (diagonal) mass matrix
-        k = HMC(potential_fn=potential_fn, step_size=step_size, trajectory_length=float(trajectory_length),
-                adapt_step_size=True, adapt_mass_matrix=True, target_accept_prob=target_accept)
+        k = HMC(
+            potential_fn=potential_fn,
+            step_size=step_size,
+            trajectory_length=float(trajectory_length),
+            adapt_step_size=True,
+            adapt_mass_matrix=True,
+            target_accept_prob=target_accept,
+        )
     else:
         raise ValueError(f"unknown HMC kernel {kernel!r}; use hmc or nuts")
-    mcmc = MCMC(k, num_samples=int(num_samples) * int(thin), warmup_steps=int(warmup),
-                initial_params={"theta": start.detach().clone()}, disable_progbar=True)
+    mcmc = MCMC(
+        k,
+        num_samples=int(num_samples) * int(thin),
+        warmup_steps=int(warmup),
+        initial_params={"theta": start.detach().clone()},
+        disable_progbar=True,
+    )
     mcmc.run()
     theta = mcmc.get_samples()["theta"][:: int(thin)].detach()
     diag = mcmc.diagnostics()  # per chain: "acceptance rate", "divergences"; per site: n_eff, r_hat
@@ -65,12 +91,32 @@ def mlp_potential(model, x: Tensor, y: Tensor, prior_std: float) -> Callable[[Te
     return potential
 
 
-def sample_posterior(model, x: Tensor, y: Tensor, num_samples: int, warmup: int, trajectory_length: float,
-                     step_size: float, kernel: str, target_accept: float, thin: int,
-                     prior_std: float, max_tree_depth: int = 5) -> dict[str, float]:
+def sample_posterior(
+    model,
+    x: Tensor,
+    y: Tensor,
+    num_samples: int,
+    warmup: int,
+    trajectory_length: float,
+    step_size: float,
+    kernel: str,
+    target_accept: float,
+    thin: int,
+    prior_std: float,
+    max_tree_depth: int = 5,
+) -> dict[str, float]:
     """Run the chain from the model's start point and store its samples in the model; returns the statistics."""
-    theta, stats = run_chain(mlp_potential(model, x, y, prior_std), model.flat_start(), num_samples, warmup,
-                             trajectory_length=trajectory_length, step_size=step_size, kernel=kernel,
-                             target_accept=target_accept, thin=thin, max_tree_depth=max_tree_depth)
+    theta, stats = run_chain(
+        mlp_potential(model, x, y, prior_std),
+        model.flat_start(),
+        num_samples,
+        warmup,
+        trajectory_length=trajectory_length,
+        step_size=step_size,
+        kernel=kernel,
+        target_accept=target_accept,
+        thin=thin,
+        max_tree_depth=max_tree_depth,
+    )
     model.set_samples(theta)
     return stats

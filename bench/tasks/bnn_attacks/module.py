@@ -19,8 +19,9 @@ from bench.models.stochastic import log_predictive_mean, seeded
 
 
 class PosteriorModule(BenchModule):
-    def __init__(self, net, optimizer=None, num_train: int = 1, eval_samples: int = 100, eval_seed: int = 0,
-                 scheduler=None) -> None:
+    def __init__(
+        self, net, optimizer=None, num_train: int = 1, eval_samples: int = 100, eval_seed: int = 0, scheduler=None
+    ) -> None:
         super().__init__(net=net, optimizer=optimizer, scheduler=scheduler)
         self.num_train = int(num_train)
         self.eval_samples = int(eval_samples)

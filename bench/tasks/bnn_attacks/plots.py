@@ -9,8 +9,10 @@ import torch
 
 ROWS = (
     ("label model: test inputs", (("clean", "clean"), ("pgd", "PGD (EOT)"), ("adaptive", "adaptive attack"))),
-    ("shift model: in-distribution vs OOD", (("in", "in-distribution"), ("ood", "OOD"),
-                                             ("ood_attacked", "OOD, entropy attack"))),
+    (
+        "shift model: in-distribution vs OOD",
+        (("in", "in-distribution"), ("ood", "OOD"), ("ood_attacked", "OOD, entropy attack")),
+    ),
 )
 
 

@@ -33,9 +33,9 @@ from bench.models.posteriors import POSTERIORS, Posterior
 from bench.models.stochastic import check_num_samples, seeded
 from bench.tasks.bnn_attacks.module import PosteriorModule
 
-LABEL = "test"      # metric prefix of the label-prediction part
-DETECT = "detect"   # adversarial-example detection
-OOD = "ood"         # semantic-shift detection
+LABEL = "test"  # metric prefix of the label-prediction part
+DETECT = "detect"  # adversarial-example detection
+OOD = "ood"  # semantic-shift detection
 
 
 def eps_name(metric: str, eps: float) -> str:
@@ -68,8 +68,10 @@ class Settings:
         self.S_no_eot = check_num_samples(b.S_attack_no_eot, "bnn_attacks.S_attack_no_eot")
         kind = cfg.model.get("posterior") if cfg.get("model") is not None else None
         if kind not in POSTERIORS:
-            raise BenchError(f"unknown posterior {kind!r} (model.posterior); known posteriors: "
-                             f"{', '.join(POSTERIORS)} (choose one with model=bnn_<name>)")
+            raise BenchError(
+                f"unknown posterior {kind!r} (model.posterior); known posteriors: "
+                f"{', '.join(POSTERIORS)} (choose one with model=bnn_<name>)"
+            )
         self.kind = str(kind)
         if cfg.get("attack") is None or "_target_" not in cfg.attack:
             raise BenchError("bnn_attacks needs an attack config with a _target_ (attack=bnn_pgd)")
@@ -145,10 +147,16 @@ def train_posterior(ctx: RunContext, dm, s: Settings, stage: str) -> PosteriorMo
         stats = {"mean": mean, "std": std}
     net = ctx.build_net(dm, **stats)
     if not isinstance(net, Posterior):
-        raise BenchError(f"model {type(net).__name__} is not a posterior; choose one with model=bnn_<name> "
-                         f"({', '.join(POSTERIORS)})")
-    module = PosteriorModule(net, ctx.optimizer_factory(), num_train=len(dm.split("train")["y"]),
-                             eval_samples=s.S_eval, eval_seed=_eval_seed(ctx, stage))
+        raise BenchError(
+            f"model {type(net).__name__} is not a posterior; choose one with model=bnn_<name> ({', '.join(POSTERIORS)})"
+        )
+    module = PosteriorModule(
+        net,
+        ctx.optimizer_factory(),
+        num_train=len(dm.split("train")["y"]),
+        eval_samples=s.S_eval,
+        eval_seed=_eval_seed(ctx, stage),
+    )
     ctx.fit(module, dm, stage=stage, test=False)
     if net.kind == "hmc":
         from bench.tasks.bnn_attacks.hmc import sample_posterior
@@ -156,11 +164,20 @@ def train_posterior(ctx: RunContext, dm, s: Settings, stage: str) -> PosteriorMo
         h = s.hmc
         train = dm.split("train")
         ctx.seed_stage(f"{stage}/hmc")
-        stats = sample_posterior(net, train["x"], train["y"], num_samples=net.num_members, warmup=int(h.warmup),
-                                 trajectory_length=float(h.trajectory_length), step_size=float(h.step_size),
-                                 kernel=str(h.kernel),
-                                 target_accept=float(h.target_accept), thin=int(h.thin), prior_std=net.prior_std,
-                                 max_tree_depth=int(h.max_tree_depth))
+        stats = sample_posterior(
+            net,
+            train["x"],
+            train["y"],
+            num_samples=net.num_members,
+            warmup=int(h.warmup),
+            trajectory_length=float(h.trajectory_length),
+            step_size=float(h.step_size),
+            kernel=str(h.kernel),
+            target_accept=float(h.target_accept),
+            thin=int(h.thin),
+            prior_std=net.prior_std,
+            max_tree_depth=int(h.max_tree_depth),
+        )
         ctx.log_metrics({f"hmc/{k}": v for k, v in stats.items()}, stage=stage)
     ctx.test(module, dm, stage=stage)
     return module
@@ -195,22 +212,29 @@ def evaluate_label(ctx: RunContext, module: PosteriorModule, dm, s: Settings) ->
             robust = float((pa.argmax(1) == y).float().mean())
             noise = float((pn.argmax(1) == y).float().mean())
             no_eot_acc = float((p1.argmax(1) == y).float().mean())
-            metrics.update({
-                eps_name(f"{LABEL}/robust_acc", e): robust,
-                eps_name(f"{LABEL}/robust_acc_few_samples", e): float((few.argmax(1) == y).float().mean()),
-                eps_name(f"{LABEL}/robust_acc_no_eot", e): no_eot_acc,
-                eps_name(f"{LABEL}/robust_acc_one_draw", e): float((p_draw.argmax(1) == y).float().mean()),
-                eps_name(f"{LABEL}/noise_acc", e): noise,
-                eps_name(f"{LABEL}/adv_entropy", e): float(ha.mean()),
-                eps_name(f"{LABEL}/adv_mi", e): float(mia.mean()),
-                eps_name(f"{DETECT}/auroc_entropy", e): auroc(ha, h),
-                eps_name(f"{DETECT}/auroc_mi", e): auroc(mia, mi),
-            })
-            flags: dict[str, Any] = {"eps": e, "attack": str(s.label_attack._target_), "n": len(y),
-                                     "S_attack": s.S_attack, "S_eval": s.S_eval,
-                                     "robust_le_clean": robust <= clean_acc + s.tolerance,
-                                     "beats_noise": robust <= noise + s.tolerance,
-                                     "eot_not_weaker_than_one_sample": robust <= no_eot_acc + s.tolerance}
+            metrics.update(
+                {
+                    eps_name(f"{LABEL}/robust_acc", e): robust,
+                    eps_name(f"{LABEL}/robust_acc_few_samples", e): float((few.argmax(1) == y).float().mean()),
+                    eps_name(f"{LABEL}/robust_acc_no_eot", e): no_eot_acc,
+                    eps_name(f"{LABEL}/robust_acc_one_draw", e): float((p_draw.argmax(1) == y).float().mean()),
+                    eps_name(f"{LABEL}/noise_acc", e): noise,
+                    eps_name(f"{LABEL}/adv_entropy", e): float(ha.mean()),
+                    eps_name(f"{LABEL}/adv_mi", e): float(mia.mean()),
+                    eps_name(f"{DETECT}/auroc_entropy", e): auroc(ha, h),
+                    eps_name(f"{DETECT}/auroc_mi", e): auroc(mia, mi),
+                }
+            )
+            flags: dict[str, Any] = {
+                "eps": e,
+                "attack": str(s.label_attack._target_),
+                "n": len(y),
+                "S_attack": s.S_attack,
+                "S_eval": s.S_eval,
+                "robust_le_clean": robust <= clean_acc + s.tolerance,
+                "beats_noise": robust <= noise + s.tolerance,
+                "eot_not_weaker_than_one_sample": robust <= no_eot_acc + s.tolerance,
+            }
             if e == s.headline_eps:
                 hists.update({"pgd/H": ha, "pgd/MI": mia})
                 metrics[f"{LABEL}/robust_acc"] = robust
@@ -234,13 +258,15 @@ def evaluate_label(ctx: RunContext, module: PosteriorModule, dm, s: Settings) ->
         for e in s.adaptive_eps:
             adv = attack_all(make_attack(s.adaptive_attack, net, e, s.S_attack), x, y, bs)
             pa, ha, mia = predict(net, adv, s.S_eval, bs)
-            metrics.update({
-                eps_name(f"{DETECT}/adaptive_auroc_entropy", e): auroc(ha, h),
-                eps_name(f"{DETECT}/adaptive_auroc_mi", e): auroc(mia, mi),
-                eps_name(f"{DETECT}/adaptive_robust_acc", e): float((pa.argmax(1) == y).float().mean()),
-                eps_name(f"{DETECT}/adaptive_entropy", e): float(ha.mean()),
-                eps_name(f"{DETECT}/adaptive_mi", e): float(mia.mean()),
-            })
+            metrics.update(
+                {
+                    eps_name(f"{DETECT}/adaptive_auroc_entropy", e): auroc(ha, h),
+                    eps_name(f"{DETECT}/adaptive_auroc_mi", e): auroc(mia, mi),
+                    eps_name(f"{DETECT}/adaptive_robust_acc", e): float((pa.argmax(1) == y).float().mean()),
+                    eps_name(f"{DETECT}/adaptive_entropy", e): float(ha.mean()),
+                    eps_name(f"{DETECT}/adaptive_mi", e): float(mia.mean()),
+                }
+            )
             if e == s.headline_eps:
                 hists.update({"adaptive/H": ha, "adaptive/MI": mia})
     ctx.log_metrics(metrics)
@@ -253,8 +279,10 @@ def class_split(dm, in_classes: list[int], ood_classes: list[int]):
     present = set(torch.unique(dm.split("train")["y"]).tolist())
     missing = sorted((set(in_classes) | set(ood_classes)) - present)
     if missing:
-        raise BenchError(f"bnn_attacks.shift: classes {missing} are not in the data (it has {sorted(present)}); "
-                         "train on all classes (data.classes=null) or change bnn_attacks.shift.in_classes/ood_classes")
+        raise BenchError(
+            f"bnn_attacks.shift: classes {missing} are not in the data (it has {sorted(present)}); "
+            "train on all classes (data.classes=null) or change bnn_attacks.shift.in_classes/ood_classes"
+        )
     remap = torch.full((max(present) + 1,), -1, dtype=torch.long)
     remap[torch.tensor(in_classes)] = torch.arange(len(in_classes))
 
@@ -280,19 +308,29 @@ def evaluate_shift(ctx: RunContext, module: PosteriorModule, dm_in, x_ood: torch
         _, h_in, mi_in = predict(net, x_in, s.S_eval, bs)
         _, h_ood, mi_ood = predict(net, x_ood, s.S_eval, bs)
         clean_h, clean_mi = auroc(h_ood, h_in), auroc(mi_ood, mi_in)
-        metrics.update({f"{OOD}/auroc_entropy": clean_h, f"{OOD}/auroc_mi": clean_mi,
-                        f"{OOD}/entropy_in": float(h_in.mean()), f"{OOD}/entropy_ood": float(h_ood.mean())})
+        metrics.update(
+            {
+                f"{OOD}/auroc_entropy": clean_h,
+                f"{OOD}/auroc_mi": clean_mi,
+                f"{OOD}/entropy_in": float(h_in.mean()),
+                f"{OOD}/entropy_ood": float(h_ood.mean()),
+            }
+        )
         hists.update({"in/H": h_in, "in/MI": mi_in, "ood/H": h_ood, "ood/MI": mi_ood})
         dummy = torch.zeros(len(x_ood), dtype=torch.long)
         for e in s.shift_eps:
             adv = attack_all(make_attack(s.shift_attack, net, e, s.S_attack), x_ood, dummy, bs)
             _, ha, mia = predict(net, adv, s.S_eval, bs)
             ah, ami = auroc(ha, h_in), auroc(mia, mi_in)
-            metrics.update({eps_name(f"{OOD}/attacked_auroc_entropy", e): ah,
-                            eps_name(f"{OOD}/attacked_auroc_mi", e): ami,
-                            eps_name(f"{OOD}/auroc_drop_entropy", e): clean_h - ah,
-                            eps_name(f"{OOD}/auroc_drop_mi", e): clean_mi - ami,
-                            eps_name(f"{OOD}/attacked_entropy_ood", e): float(ha.mean())})
+            metrics.update(
+                {
+                    eps_name(f"{OOD}/attacked_auroc_entropy", e): ah,
+                    eps_name(f"{OOD}/attacked_auroc_mi", e): ami,
+                    eps_name(f"{OOD}/auroc_drop_entropy", e): clean_h - ah,
+                    eps_name(f"{OOD}/auroc_drop_mi", e): clean_mi - ami,
+                    eps_name(f"{OOD}/attacked_entropy_ood", e): float(ha.mean()),
+                }
+            )
             if e == s.headline_eps:
                 hists.update({"ood_attacked/H": ha, "ood_attacked/MI": mia})
     ctx.log_metrics(metrics)

@@ -34,9 +34,11 @@ def report(records: RecordSet, out_dir: Path) -> dict[str, str]:
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     out = {}
-    figures = (("test/robust_acc", "robust_acc_vs_eps", "PGD with EOT (S_attack samples per step)"),
-               ("test/robust_acc_no_eot", "robust_acc_no_eot_vs_eps", "PGD without EOT (1 sample per step)"),
-               ("test/robust_acc_one_draw", "robust_acc_one_draw_vs_eps", "PGD on one fixed posterior draw"))
+    figures = (
+        ("test/robust_acc", "robust_acc_vs_eps", "PGD with EOT (S_attack samples per step)"),
+        ("test/robust_acc_no_eot", "robust_acc_no_eot_vs_eps", "PGD without EOT (1 sample per step)"),
+        ("test/robust_acc_one_draw", "robust_acc_one_draw_vs_eps", "PGD on one fixed posterior draw"),
+    )
     for metric, name, title in figures:
         curves = robust_curves(records, metric)
         if not curves:
