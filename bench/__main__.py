@@ -13,9 +13,9 @@ USAGE = """usage: bench <command> [args]
 commands:
   list                         the tasks, with their paper and version
   fit task=<name> [overrides]  train and evaluate (Hydra overrides; -m for multirun)
-  verify task=<name> [overrides] [--rerun]
+  verify task=<name> [overrides] [--rerun] [--jobs N|auto]
                                run (or reuse) the task's verify plan and check the paper's claims
-  verify --all [--tasks a,b] [overrides] [--rerun]
+  verify --all [--tasks a,b] [overrides] [--rerun] [--jobs N|auto]
                                every task's verify plan; one table of claims and wall / CPU time per task
   leaderboard [--results DIR] [--wandb ENTITY/PROJECT] [--out DIR]
                                build Markdown / HTML / CSV tables and plots from the result records
@@ -57,7 +57,7 @@ examples:
   bench fit -m task=group_priors method=erm,dfr seed=0,1,2
 """
 
-VERIFY_HELP = """usage: bench verify task=<name> [key=value ...] [--rerun]
+VERIFY_HELP = """usage: bench verify task=<name> [key=value ...] [--rerun] [--jobs N|auto]
 
 Run the task's verify plan (task.verify in conf/task/<name>.yaml: its runs and seeds), reusing records with the
 same config, then check the paper's claims and print PASS / FAIL per claim; the summary (with the profile) goes to
@@ -66,6 +66,9 @@ same config, then check the paper's claims and print PASS / FAIL per claim; the 
   task=<name>            required; `bench list` shows the tasks
   key=value              applied to every run of the plan (e.g. profile=smoke for a quick check of the wiring)
   --rerun                run every run again instead of reusing records
+  --jobs N|auto          run up to N missing runs at once, each a `bench fit` process logging to
+                         <results_dir>/<task>/verify/logs/; auto: the cores divided by each run's threads
+                         (2 on a 2-core machine with num_threads auto). The records equal those of one process
   --all [--tasks a,b]    every task's plan (or those named), then one table: claims, wall and CPU time per task
 """
 
@@ -130,11 +133,20 @@ def cmd_verify(argv: list[str]) -> int:
 
     rerun = "--rerun" in argv
     argv = [a for a in argv if a != "--rerun"]
+    jobs, rest, it = None, [], iter(argv)
+    for a in it:
+        if a == "--jobs":
+            jobs = next(it, "")
+        elif a.startswith("--jobs="):
+            jobs = a.split("=", 1)[1]
+        else:
+            rest.append(a)
+    argv = rest
     if "--all" in argv:
         from bench.harness.verify_all import run_verify_all
 
-        return run_verify_all([a for a in argv if a != "--all"], rerun=rerun)
-    return run_verify(argv, rerun=rerun)
+        return run_verify_all([a for a in argv if a != "--all"], rerun=rerun, jobs=jobs)
+    return run_verify(argv, rerun=rerun, jobs=jobs)
 
 
 def cmd_leaderboard(argv: list[str]) -> int:

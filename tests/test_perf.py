@@ -3,6 +3,8 @@ fixture task. No test here times anything: performance is measured by ``bench pe
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 
@@ -129,6 +131,13 @@ def test_verify_all_runs_each_selected_task_and_prints_one_table(tmp_path, capsy
     row = table[2].split()
     assert row[0] == "fixture" and row[2:6] == ["1", "0", "0", "PASS"]
     assert table[3].split()[0] == "overall" and "PASS" in table[3]
+    # the runs' own CPU time, summed from their records, also when a second call reuses them
+    records = [json.loads(p.read_text()) for p in (tmp_path / "r" / "fixture").glob("*.json")]
+    assert len(records) == 2 and all(r["cpu_s"] > 0 for r in records)
+    assert float(row[8]) == pytest.approx(sum(r["cpu_s"] for r in records), abs=0.11)
+    assert run_verify_all(over) == 0
+    again = capsys.readouterr().out
+    assert again[again.index("verify --all:") :].splitlines()[2].split()[8] == row[8]
     # a failing gating claim fails the whole table (two one-epoch runs again: the claims are part of the run hash)
     assert run_verify_all(over + ["task.claims=fixture_task.claims:FAILING"]) == 1
     out = capsys.readouterr().out

@@ -24,6 +24,7 @@ def fit(overrides, base: Path, run_id: str | None = None):
     from bench.harness.run import run_fit
 
     extra = [f"results_dir={base / 'results'}", f"work_dir={base / 'runs'}", "print_summary=false", "logger=none"]
+    extra.append("checkpoint_min_interval_s=0")  # a checkpoint every epoch, so resume has something to resume
     if run_id:
         extra.append(f"run_id={run_id}")
     return run_fit(compose(list(overrides) + extra))
@@ -43,6 +44,7 @@ def interrupted_then_resumed(overrides, tmp_path, epoch=2, stage=None):
     with pytest.raises(RunInterrupted, match="ckpt_path=last"):
         fit([*overrides, INTERRUPT, *where], tmp_path / "a", run_id="r")
     assert not list((tmp_path / "a" / "results").rglob("*.json")), "an interrupted run writes no record"
+    assert list((tmp_path / "a" / "runs").rglob("last.ckpt")), "nothing to resume from: the test would be vacuous"
     never = ["+callbacks.interrupt.epoch=99"]
     resumed = fit([*overrides, INTERRUPT, *never, "ckpt_path=last"], tmp_path / "a", run_id="r")
     whole = fit([*overrides, INTERRUPT, *never], tmp_path / "b", run_id="r")
@@ -448,3 +450,22 @@ def test_sigterm_between_stages_is_an_interruption_too():
             os.kill(os.getpid(), signal.SIGTERM)
             signal.sigtimedwait([], 0.5) if hasattr(signal, "sigtimedwait") else None
     assert signal.getsignal(signal.SIGTERM) == before
+
+
+def test_checkpoints_within_the_minimum_interval_are_skipped(tmp_path):
+    """A run shorter than checkpoint_min_interval_s writes no last.ckpt (nothing it would need); with 0 it writes one
+    at every checkpoint_every_n_epochs; the numbers are the same either way."""
+    base = ["task=neural_collapse", "profile=smoke", "seed=4"]
+    every = fit([*base, "checkpoint_min_interval_s=0"], tmp_path / "every")
+    rare = run_fit_with_interval(base, tmp_path / "rare", 3600)
+    assert list((tmp_path / "every" / "runs").rglob("last.ckpt"))
+    assert not list((tmp_path / "rare" / "runs").rglob("last.ckpt"))
+    assert every["metrics"] == rare["metrics"] and every["config_hash"] == rare["config_hash"]
+
+
+def run_fit_with_interval(overrides, base, seconds):
+    from bench.harness.config import compose
+    from bench.harness.run import run_fit
+
+    extra = [f"results_dir={base / 'results'}", f"work_dir={base / 'runs'}", "print_summary=false", "logger=none"]
+    return run_fit(compose([*overrides, *extra, f"checkpoint_min_interval_s={seconds}"]))

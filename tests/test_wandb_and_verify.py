@@ -108,3 +108,69 @@ def test_verify_runs_then_reuses_records_and_shows_progress(tmp_path, capsys, mo
     assert capsys.readouterr().out.count("] reusing ") == 4
     # `bench list`'s status line reads this summary
     assert verify_status("fixture", "1.0", tmp_path / "results").startswith(f"verify {'PASS' if gate else 'FAIL'} (")
+
+
+def test_verify_jobs_runs_the_plan_in_processes_with_the_records_of_one_process(tmp_path, capsys, monkeypatch):
+    args = ["task=fixture", "trainer.max_epochs=2", "logger=none", "print_summary=false"]
+    (tmp_path / "serial").mkdir()
+    (tmp_path / "parallel").mkdir()
+    monkeypatch.chdir(tmp_path / "serial")
+    run_verify(args)
+    monkeypatch.chdir(tmp_path / "parallel")
+    run_verify(args, jobs=2)
+    out = capsys.readouterr().out
+    assert out.count("] done (") == 4 and "(log: " in out
+    logs = sorted((tmp_path / "parallel" / "results" / "fixture" / "verify" / "logs").glob("*.log"))
+    assert len(logs) == 4
+
+    def records(where):
+        return {p.name: json.loads(p.read_text()) for p in (tmp_path / where / "results" / "fixture").glob("*.json")}
+
+    serial, parallel = records("serial"), records("parallel")
+    assert len(serial) == 4 and serial.keys() == parallel.keys()
+    for name, rec in serial.items():
+        assert rec["metrics"] == parallel[name]["metrics"], name
+    a = json.loads((tmp_path / "serial" / "results" / "fixture" / "verify" / "latest.json").read_text())
+    b = json.loads((tmp_path / "parallel" / "results" / "fixture" / "verify" / "latest.json").read_text())
+    assert a["claims"] == b["claims"] and a["runs"] == b["runs"]
+
+
+def test_verify_jobs_checks_values_first_and_names_a_failing_run_and_its_log(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(BenchError, match=r"^optimizer.lr='abc' is not allowed"):  # one line, no process started
+        run_verify(["task=fixture", "optimizer.lr=abc", "logger=none"], jobs=2)
+    assert not (tmp_path / "results" / "fixture" / "verify" / "logs").exists()
+    # a run that fails inside its process (a bad data size is found when the datamodule is built)
+    with pytest.raises(
+        BenchError,
+        match=r"4 run\(s\) of the verify plan failed: fixture.variant=. seed=. .*\(exit 1: "
+        r"error: data.n_train=-5 is not allowed.*log: ",
+    ):
+        run_verify(["task=fixture", "logger=none", "data.n_train=-5"], jobs=2)
+
+
+def test_verify_jobs_rejects_a_bad_count():
+    from bench.harness.verify import resolve_jobs
+
+    assert resolve_jobs("auto", 1) >= 1 and resolve_jobs("3", 1) == 3 and resolve_jobs(None, 1) == 1
+    for bad in ("0", "-1", "two"):
+        with pytest.raises(BenchError, match="--jobs takes a positive number"):
+            resolve_jobs(bad, 1)
+
+
+def test_a_cached_stage_is_locked_while_it_is_computed(tmp_path):
+    import subprocess
+    import sys
+
+    from bench.harness.context import _stage_lock
+
+    probe = (
+        "import fcntl, sys\n"
+        "fh = open(sys.argv[1], 'a+')\n"
+        "try:\n    fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)\nexcept BlockingIOError:\n    sys.exit(3)\n"
+    )
+    lock = tmp_path / "stage" / ".lock"
+    with _stage_lock(tmp_path / "stage"):
+        held = subprocess.run([sys.executable, "-c", probe, str(lock)]).returncode
+    free = subprocess.run([sys.executable, "-c", probe, str(lock)]).returncode
+    assert (held, free) == (3, 0)

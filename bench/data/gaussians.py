@@ -22,6 +22,11 @@ class GaussianMixtureDataModule(TensorDataModule):
         **kwargs,
     ) -> None:
         super().__init__(**kwargs)
+        from bench.harness.errors import BenchError
+
+        for key, value in (("num_classes", num_classes), ("dim", dim), ("n_train", n_train), ("n_test", n_test)):
+            if not isinstance(value, int) or value < 1:
+                raise BenchError(f"data.{key}={value!r} is not allowed: the Gaussian mixture needs a positive integer")
         self.num_classes, self.dim = num_classes, dim
         self.n_train, self.n_test, self.separation, self.noise = n_train, n_test, separation, noise
 

@@ -11,13 +11,16 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from collections.abc import Callable, Iterable
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import lightning as L
 import torch
 from hydra.utils import instantiate
+from lightning.pytorch.callbacks import ModelCheckpoint
 from omegaconf import DictConfig, OmegaConf
 
 from bench.callbacks.rng_state import RNGStateCallback, collect_rng_state, restore_rng_state
@@ -129,8 +132,9 @@ class RunContext:
         self, stage: str, callbacks: Iterable[L.Callback] = (), checkpoint: bool = True, **overrides: Any
     ) -> L.Trainer:
         """A Trainer from the ``trainer`` config (plus ``overrides``), with the run's loggers and, when
-        ``checkpoint``, a last-checkpoint every ``checkpoint_every_n_epochs`` for resuming."""
-        from lightning.pytorch.callbacks import ModelCheckpoint, ProgressBar
+        ``checkpoint``, a last-checkpoint every ``checkpoint_every_n_epochs`` for resuming (skipped while less than
+        ``checkpoint_min_interval_s`` has passed since the previous one)."""
+        from lightning.pytorch.callbacks import ProgressBar
         from lightning.pytorch.plugins.io import CheckpointIO
 
         from bench.callbacks.progress import EpochProgressBar
@@ -142,7 +146,8 @@ class RunContext:
             # saved at the end of the training epoch, after validation, callbacks and the scheduler step: the state
             # an uninterrupted run starts the next epoch from
             cbs.append(
-                ModelCheckpoint(
+                LastCheckpoint(
+                    min_interval_s=float(self.cfg.get("checkpoint_min_interval_s", 0) or 0),
                     dirpath=self.stage_dir(stage),
                     filename="last",
                     save_top_k=1,
@@ -316,6 +321,10 @@ class RunContext:
         """
         seed = self.seed if seed is None else int(seed)
         folder = self.cache_dir(name, {"stage": key, "seed": seed, **self._run_wide_settings()})
+        with _stage_lock(folder):  # parallel runs (bench verify --jobs) that share the stage compute it once
+            return self._cached_stage_in(folder, name, train_fn, seed)
+
+    def _cached_stage_in(self, folder: Path, name: str, train_fn: Callable[[], Any], seed: int) -> Any:
         result_file, replay_file = folder / "result.pt", folder / "replay.json"
         if result_file.is_file() and replay_file.is_file():
             replay = json.loads(replay_file.read_text())
@@ -393,3 +402,47 @@ class RunContext:
         d = Path(self.cfg.work_dir) / "cache" / str(self.cfg.task.name) / f"{name}-{h}"
         d.mkdir(parents=True, exist_ok=True)
         return d
+
+
+@contextmanager
+def _stage_lock(folder: Path):
+    """An exclusive lock on a cached stage's folder while one process computes or reads it. Not under DDP: every
+    rank enters the stage and trains it together, so a rank waiting on another's lock would stall the group."""
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        yield
+        return
+    import fcntl
+
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / ".lock", "a+") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+class LastCheckpoint(ModelCheckpoint):
+    """``last.ckpt`` at the end of every ``every_n_epochs``-th training epoch, unless the previous write (or the
+    start of the stage) was less than ``min_interval_s`` seconds ago: a short run spends nothing on checkpoints
+    it will not need, a long one loses at most that much work to an interruption. The skip depends on time
+    only, never on the numbers, so a resumed run still equals the uninterrupted one."""
+
+    def __init__(self, *args: Any, min_interval_s: float = 0.0, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.min_interval_s = float(min_interval_s)
+        self._last_write = None
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        super().on_train_start(trainer, pl_module)
+        self._last_write = time.monotonic()
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if self.min_interval_s > 0 and self._last_write is not None:
+            if time.monotonic() - self._last_write < self.min_interval_s:
+                return
+        super().on_train_epoch_end(trainer, pl_module)
+
+    def _save_checkpoint(self, trainer: L.Trainer, filepath: str) -> None:
+        super()._save_checkpoint(trainer, filepath)
+        self._last_write = time.monotonic()

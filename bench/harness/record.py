@@ -46,6 +46,7 @@ HASH_EXCLUDE = (
     "work_dir",
     "logger",
     "ckpt_path",
+    "checkpoint_min_interval_s",
     "run_id",
     "print_summary",
     "trainer.enable_progress_bar",
@@ -108,6 +109,8 @@ _TYPES: dict[str, tuple[type, ...]] = {
     "duration_s": (int, float, type(None)),
     "wandb_run_id": (str, type(None)),
 }
+# Fields added after schema 2 was fixed: records written before them stay valid without them.
+OPTIONAL_FIELDS = {"cpu_s": (int, float, type(None))}  # CPU seconds of the run (every thread, child processes)
 
 
 def validate(record: Any) -> None:
@@ -118,7 +121,7 @@ def validate(record: Any) -> None:
     missing = [f for f in FIELDS if f not in record]
     if missing:
         raise ValueError(f"record is missing fields {missing}")
-    for name, kinds in _TYPES.items():
+    for name, kinds in [*_TYPES.items(), *((k, t) for k, t in OPTIONAL_FIELDS.items() if k in record)]:
         v = record[name]
         if not isinstance(v, kinds) or (isinstance(v, bool) and bool not in kinds):
             allowed = " or ".join("null" if k is type(None) else k.__name__ for k in kinds)

@@ -105,6 +105,14 @@ def quiet_lightning() -> None:
     )
 
 
+def process_cpu_seconds() -> float:
+    """CPU time (user + system, every thread) of this process and of its finished child processes."""
+    import resource
+
+    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
 def run_fit(cfg: DictConfig) -> dict:
     """Run the task's protocol with ``cfg`` and write its record; returns the record (on rank 0; other ranks
     return it too but do not write)."""
@@ -113,7 +121,7 @@ def run_fit(cfg: DictConfig) -> dict:
 
     apply_thread_default(cfg)
     validate_run_config(cfg)  # one line per bad value, before anything is built
-    t0 = time.time()
+    t0, cpu0 = time.time(), process_cpu_seconds()
     task = str(cfg.task.name)
     run_id, h, g = run_identity(cfg)
     run_dir = Path(str(cfg.work_dir)) / task / run_id
@@ -125,7 +133,7 @@ def run_fit(cfg: DictConfig) -> dict:
     with run_lock(run_dir, rank), run_signals():
         if not resume and rank == 0:
             shutil.rmtree(run_dir / "stages", ignore_errors=True)  # a fresh run starts from nothing
-        return _run_in(cfg, t0, task, run_id, h, g, run_dir, rank, resume, user_checkpoint)
+        return _run_in(cfg, (t0, cpu0), task, run_id, h, g, run_dir, rank, resume, user_checkpoint)
 
 
 def resume_plan(cfg: DictConfig, run_dir: Path) -> tuple[bool, tuple[str, Path] | None]:
@@ -205,7 +213,7 @@ def run_lock(run_dir: Path, rank: int):
 
 def _run_in(
     cfg: DictConfig,
-    t0: float,
+    started: tuple[float, float],
     task: str,
     run_id: str,
     h: str,
@@ -276,7 +284,8 @@ def _run_in(
     if cfg.task.get("claims"):
         claims = load_claims(str(cfg.task.claims))
         record["claims"] = [c.to_dict() for c in evaluate(claims, RecordSet([record]))]
-    record["duration_s"] = round(time.time() - t0, 3)
+    record["duration_s"] = round(time.time() - started[0], 3)
+    record["cpu_s"] = round(process_cpu_seconds() - started[1], 3)
 
     from lightning.fabric.utilities.rank_zero import rank_zero_only
 

@@ -10,6 +10,10 @@ A task's config declares its plan::
         seeds: [0]
 
 A record is reused when one with the same config hash exists (same config, same seed); ``--rerun`` ignores them.
+``--jobs N`` runs up to N missing runs at once in N worker processes (each run's console output goes to
+``<results_dir>/<task>/verify/logs/<run_id>.log``); a run's record is the same as in one process, since a run
+depends only on its config and seed. ``--jobs auto``: one job per core the runs' threads leave free.
+Cached stages shared between runs are computed once: a run waiting for another's stage blocks on its lock.
 """
 
 from __future__ import annotations
@@ -42,6 +46,34 @@ def verify_plan(overrides: list[str]) -> list[list[str]]:
     ]
 
 
+def _reusable(path: Path, config_hash: str) -> dict | None:
+    """The record at ``path`` when it exists, reads and has ``config_hash``; otherwise ``None`` (a warning for an
+    unreadable one, which is then run again)."""
+    if not path.is_file():
+        return None
+    try:
+        rec = read_record(path)
+    except (ValueError, OSError) as e:
+        print(f"warning: not reusing {path} ({e}); running it again", file=sys.stderr)
+        return None
+    return rec if rec.get("config_hash") == config_hash else None
+
+
+def _summed(records: list[dict], field: str) -> float | None:
+    """The sum of a time field over the records; ``None`` when any record lacks it (written before the field)."""
+    values = [r.get(field) for r in records]
+    return None if any(v is None for v in values) else round(sum(float(v) for v in values), 1)
+
+
+def _threads_per_run(cfg) -> int:
+    from bench.harness.threads import auto_threads, usable_cores
+
+    n = cfg.get("num_threads")
+    if str(n) == "auto":
+        n = auto_threads(str(cfg.get("trainer", {}).get("accelerator", "cpu") or "cpu"))
+    return int(n) if n else usable_cores()
+
+
 def run_report(ref: str, records: RecordSet, out_dir: Path) -> dict[str, str]:
     """The task's report hook ``(RecordSet, out_dir) -> {name: path}``: figures and tables that compare the runs of
     the plan (a single run's artifacts never depend on other runs)."""
@@ -53,7 +85,90 @@ def run_report(ref: str, records: RecordSet, out_dir: Path) -> dict[str, str]:
     return {str(k): str(v) for k, v in (fn(records, out_dir) or {}).items()}
 
 
-def run_verify(overrides: list[str], rerun: bool = False) -> int:
+def resolve_jobs(jobs: str | int | None, threads_per_run: int) -> int:
+    """``--jobs``: a positive number, or ``auto`` (the cores divided by each run's threads)."""
+    from bench.harness.threads import usable_cores
+
+    if jobs is None:
+        return 1
+    if str(jobs) == "auto":
+        return max(1, usable_cores() // max(1, threads_per_run))
+    try:
+        n = int(jobs)
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise BenchError(f"--jobs takes a positive number of runs at once or 'auto', got {jobs!r}")
+    return n
+
+
+def _run_logged(overrides: list[str], log: str) -> tuple[int, str]:
+    """In a worker process: one run of the plan, its console output (both streams) in ``log``. Returns (exit
+    status, last line of the log)."""
+    import os
+    import traceback
+
+    from bench.harness.config import compose
+    from bench.harness.run import run_fit
+
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = os.dup(1), os.dup(2)
+    status = 0
+    with open(log, "w") as fh:
+        os.dup2(fh.fileno(), 1)
+        os.dup2(fh.fileno(), 2)
+        try:
+            run_fit(compose(list(overrides)))
+        except BenchError as e:
+            print(f"error: {e}", file=sys.stderr)
+            status = 1
+        except BaseException:  # noqa: BLE001 - the log keeps the traceback; the parent names the run and the log
+            traceback.print_exc()
+            status = 1
+        finally:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os.dup2(saved[0], 1)
+            os.dup2(saved[1], 2)
+            os.close(saved[0])
+            os.close(saved[1])
+    lines = [ln for ln in Path(log).read_text(errors="replace").splitlines() if ln.strip()]
+    return status, lines[-1] if lines else "no output"
+
+
+def run_in_processes(pending: list[tuple[int, list[str], Path, str]], n_total: int, jobs: int, log_dir: Path) -> None:
+    """Run ``(index, overrides, record path, description)`` entries in ``jobs`` worker processes (each imports the
+    suite once and runs its share of the plan one run after another, as ``bench fit`` would). Raises one
+    :class:`BenchError` naming every failed run and its log after all have ended."""
+    import multiprocessing as mp
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+
+    log_dir.mkdir(parents=True, exist_ok=True)
+    failed = []
+    # spawn: a fresh interpreter per worker (no forked torch thread pools or open loggers)
+    with ProcessPoolExecutor(max_workers=jobs, mp_context=mp.get_context("spawn")) as pool:
+        futures = {}
+        for i, ov, path, what in pending:
+            log = log_dir / f"{path.stem}.log"
+            futures[pool.submit(_run_logged, list(ov), str(log))] = (i, what, log, time.time())
+            print(f"[{i}/{n_total}] queued {what}  (log: {log})", flush=True)
+        for fut in as_completed(futures):
+            i, what, log, queued = futures[fut]
+            try:
+                status, last = fut.result()
+            except Exception as e:  # a worker that died (killed, out of memory)
+                status, last = 1, f"the worker process died ({e})"
+            if status == 0:
+                print(f"[{i}/{n_total}] done ({time.time() - queued:.0f} s after queueing): {what}", flush=True)
+                continue
+            failed.append(f"{what} (exit {status}: {last}; log: {log})")
+            print(f"[{i}/{n_total}] FAILED: {failed[-1]}", file=sys.stderr, flush=True)
+    if failed:
+        raise BenchError(f"{len(failed)} run(s) of the verify plan failed: " + "; ".join(failed))
+
+
+def run_verify(overrides: list[str], rerun: bool = False, jobs: str | int | None = None) -> int:
     from bench.harness.experiments import select_task
     from bench.harness.registry import tasks
     from bench.harness.run import run_fit, run_identity
@@ -63,26 +178,43 @@ def run_verify(overrides: list[str], rerun: bool = False) -> int:
     if not any(o.startswith("task=") for o in overrides):
         raise BenchError(f"verify needs task=<name>; known tasks: {', '.join(sorted(tasks()))}")
     t0 = time.time()
-    records = []
     plan = verify_plan(overrides)
+    entries, pending = [], []
     for i, ov in enumerate(plan, 1):
         cfg = compose(ov)
         run_id, h, _ = run_identity(cfg)
         path = Path(str(cfg.results_dir)) / str(cfg.task.name) / f"{run_id}.json"
-        rec = None
-        if path.is_file() and not rerun:
-            try:
-                rec = read_record(path)
-            except (ValueError, OSError) as e:
-                print(f"warning: not reusing {path} ({e}); running it again", file=sys.stderr)
-                rec = None
-            if rec is not None and rec.get("config_hash") != h:
-                rec = None
+        rec = None if rerun else _reusable(path, h)
         what = " ".join(o for o in ov if not o.startswith("task="))
-        print(f"[{i}/{len(plan)}] {'reusing' if rec else 'running'} {what}", flush=True)
-        if rec is None:
-            rec = run_fit(cfg)
-        records.append(rec)
+        entries.append((cfg, path, h, rec))
+        if rec is not None:
+            print(f"[{i}/{len(plan)}] reusing {what}", flush=True)
+        else:
+            pending.append((i, ov, path, what, cfg))
+    n_jobs = resolve_jobs(jobs, _threads_per_run(pending[0][4]) if pending else 1)
+    if n_jobs > 1 and len(pending) > 1:
+        from bench.harness.validation import validate_run_config
+
+        for *_, cfg in pending:  # a bad value is one line here, not one failure per process
+            validate_run_config(cfg)
+        unique = {}
+        for entry in pending:  # a plan whose user overrides make two runs the same config runs it once
+            unique.setdefault(entry[2], entry)
+        pending = list(unique.values())
+        log_dir = Path(str(pending[0][4].results_dir)) / str(pending[0][4].task.name) / "verify" / "logs"
+        run_in_processes([(i, ov, p, w) for i, ov, p, w, _ in pending], len(plan), n_jobs, log_dir)
+        records = []
+        for _cfg, path, h, rec in entries:
+            rec = rec if rec is not None else _reusable(path, h)
+            if rec is None:
+                raise BenchError(f"a verify run ended without its record {path}; see its log in {log_dir}")
+            records.append(rec)
+    else:
+        done = {}
+        for i, _ov, _path, what, cfg in pending:
+            print(f"[{i}/{len(plan)}] running {what}", flush=True)
+            done[i] = run_fit(cfg)
+        records = [rec if rec is not None else done[i] for i, (_, _, _, rec) in enumerate(entries, 1)]
     base = compose(overrides)
     claims = load_claims(str(base.task.claims))
     results = evaluate(claims, RecordSet(records))
@@ -101,6 +233,8 @@ def run_verify(overrides: list[str], rerun: bool = False) -> int:
         "claims": [r.to_dict() for r in results],
         "passed": ok,
         "duration_s": round(time.time() - t0, 1),
+        "runs_cpu_s": _summed(records, "cpu_s"),
+        "runs_wall_s": _summed(records, "duration_s"),
     }
     out = Path(str(base.results_dir)) / str(base.task.name) / "verify" / "latest.json"
     out.parent.mkdir(parents=True, exist_ok=True)
