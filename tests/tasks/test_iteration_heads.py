@@ -23,7 +23,10 @@ from bench.tasks.iteration_heads.data import (
 from bench.tasks.iteration_heads.metrics import (
     IterationHeadStats,
     SequenceAccuracy,
+    grouped_masked_cross_entropy,
     iteration_head_queries,
+    length_groups,
+    masked_cross_entropy,
     sequence_correct,
 )
 
@@ -252,6 +255,61 @@ def test_balanced_mix_gives_every_length_the_same_rows_from_its_own_pool_only():
         assert set(got) == own  # every sequence of a pool of <= 40 is in the mix (40 // pool copies or more)
     counts = torch.bincount(balanced_rows(7, 40, torch.Generator().manual_seed(0)), minlength=7)
     assert counts.sum() == 40 and counts.min() >= 5 and counts.max() <= 6
+
+
+@pytest.mark.parametrize("cot", [True, False])
+def test_length_grouped_loss_equals_the_padded_batch_in_value_and_gradient(cot):
+    dm = IterationDataModule(problem="parity", cot=cot, n_len=9, n_per_length=64, train_rows_per_length=16, seed=0)
+    dm.setup()
+    batch = dm.split("train")
+    torch.manual_seed(0)
+    net = Transformer((dm.seq_len,), dm.num_classes, context=24, width=16)
+    padded = masked_cross_entropy(net(batch["x"]), batch["y"], batch["mask"])
+    reference = torch.autograd.grad(padded, list(net.parameters()))
+    for groups in (1, 2, 6, 20):
+        parts = length_groups(batch["mask"], groups)
+        assert 1 <= len(parts) <= groups and sum(len(r) for r, _ in parts) == len(batch["x"])
+        assert sorted(torch.cat([r for r, _ in parts]).tolist()) == list(range(len(batch["x"])))
+        assert max(p for _, p in parts) == batch["mask"].shape[1]  # the longest row keeps every position
+        loss = grouped_masked_cross_entropy(net, batch, groups)
+        grads = torch.autograd.grad(loss, list(net.parameters()))
+        assert torch.allclose(loss, padded, atol=1e-6)
+        for a, b in zip(grads, reference):
+            assert torch.allclose(a, b, atol=1e-6)
+    # cut one position short of what the longest rows need: the loss changes, so the check above can fail
+    short = {k: v[:, :-1] if v.dim() > 1 else v for k, v in batch.items()}
+    cut = masked_cross_entropy(net(short["x"]), short["y"], short["mask"])
+    assert not torch.allclose(cut, padded, atol=1e-6)
+
+
+def test_length_groups_cut_rows_to_their_last_target():
+    mask = torch.zeros(5, 10, dtype=torch.bool)
+    for row, last in enumerate([2, 2, 5, 9, 6]):
+        mask[row, last] = True
+    assert [(r.tolist(), p) for r, p in length_groups(mask, 1)] == [([0, 1, 2, 3, 4], 10)]
+    assert [(r.tolist(), p) for r, p in length_groups(mask, 10)] == [([0, 1], 3), ([2], 6), ([4], 7), ([3], 10)]
+    # two groups: the split that removes the most padding (rows needing 3 alone saves 2 * 7 positions)
+    assert [(r.tolist(), p) for r, p in length_groups(mask, 2)] == [([0, 1], 3), ([2, 3, 4], 10)]
+
+
+def test_grouped_evaluation_equals_the_padded_batch():
+    from bench.tasks.iteration_heads.callbacks import evaluate_split
+
+    dm = IterationDataModule(problem="parity", n_len=9, n_per_length=64, seed=0, eval_batch_size=1000)
+    dm.setup()
+    torch.manual_seed(1)
+    net = Transformer((dm.seq_len,), dm.num_classes, context=24, width=16)
+    got = evaluate_split(net, dm.test_dataloader(), dm.n_len, torch.device("cpu"), attention=True)
+    acc, stats = SequenceAccuracy(dm.n_len), IterationHeadStats(dm.n_len)
+    batch = dm.split("test")
+    logits, maps = net.forward_with_attention(batch["x"])
+    acc.update(logits, batch["y"], batch["mask"], batch["length"])
+    stats.update(maps[0], maps[1], batch["length"])
+    want_acc, want_attn = acc.compute(), stats.compute()
+    assert got["acc"]["per_length"] == want_acc["per_length"]
+    assert torch.allclose(got["acc"]["loss"], want_acc["loss"], atol=1e-6)
+    for key in ("l2_mass_xt", "l1_mass_eoi", "uniform_mass"):
+        assert torch.allclose(got["attention"][key], want_attn[key], atol=1e-6)
 
 
 def test_eval_lengths_need_enough_distinct_test_sequences():

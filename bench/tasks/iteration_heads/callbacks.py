@@ -10,7 +10,12 @@ import lightning as L
 import torch
 from torch import Tensor
 
-from bench.tasks.iteration_heads.metrics import IterationHeadStats, SequenceAccuracy, iteration_head_queries
+from bench.tasks.iteration_heads.metrics import (
+    IterationHeadStats,
+    SequenceAccuracy,
+    iteration_head_queries,
+    length_grouped,
+)
 
 ATTENTION_KEYS = ("l2_mass_xt", "l1_mass_eoi", "l2_peak_xt", "l1_peak_eoi", "uniform_mass", "l2_mass_ratio")
 
@@ -32,12 +37,13 @@ def evaluate_split(
     heads = net.blocks[0].attn.n_heads
     stats = IterationHeadStats(n_len, heads).to(device) if attention else None
     try:
-        for batch in loader:
-            batch = {k: v.to(device) for k, v in batch.items()}
-            logits, maps = net.forward_with_attention(batch["x"])
-            acc.update(logits, batch["y"], batch["mask"], batch["length"])
-            if stats is not None:
-                stats.update(maps[0], maps[1], batch["length"])
+        for full in loader:
+            # rows cut to their own length (outputs at the kept positions are those of the padded batch)
+            for batch in length_grouped({k: v.to(device) for k, v in full.items()}):
+                logits, maps = net.forward_with_attention(batch["x"])
+                acc.update(logits, batch["y"], batch["mask"], batch["length"])
+                if stats is not None:
+                    stats.update(maps[0], maps[1], batch["length"])
     finally:
         net.train(was_training)
     out = {"acc": acc.compute()}

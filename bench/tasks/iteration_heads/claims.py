@@ -17,6 +17,14 @@ coin flip; their acc_L is still in every record (``length=<L>/test/acc``).
     the fine-tuning budget (not reaching 95% within it counts as budget + 1 epochs, a lower bound). The speed-up
     (scratch - fine-tuned epochs) is computed per seed; the claim holds when it is positive on every seed (so one
     seed cannot carry the mean); the mean, its 95% interval and the per-seed values are reported.
+
+Where the paper profile stands (v2.0, 2 seeds, `leaderboard/records/iteration_heads/`): (a) fails on the CoT side
+(0.944 and 0.761; no-CoT 0.38-0.40 holds), (b) fails by a hair (mass/uniform 1.99 and 2.17), (c) fails (speed-up
+13 epochs on one seed, 0 on the other). The measured cause is the step budget, not the data or the metric: the
+CoT test accuracy is still rising at epoch 100 (0.93 at epoch 96 on seed 0, 0.79 on seed 1; train/acc 0.98 and
+0.89, so the model under-fits), and the polynomial pre-training reaches only 0.51 test accuracy in its 60 epochs,
+so there is little to transfer. The profile gives 2400 Adam steps; the official code trains 1000 epochs (~64k
+steps). The run is compute-bound on this CPU; experiment=iteration_heads_gpu is the full-scale protocol.
 """
 
 from __future__ import annotations

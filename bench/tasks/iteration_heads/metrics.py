@@ -18,6 +18,8 @@ With several heads per layer the best head of the layer (highest mean mass) is r
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -33,6 +35,65 @@ def sequence_correct(logits: Tensor, y: Tensor, mask: Tensor) -> Tensor:
 def masked_cross_entropy(logits: Tensor, y: Tensor, mask: Tensor) -> Tensor:
     """Mean cross-entropy over the masked target tokens only."""
     return F.cross_entropy(logits[mask], y[mask])
+
+
+def length_groups(mask: Tensor, max_groups: int = 6) -> list[tuple[Tensor, int]]:
+    """Rows of a padded batch grouped by how many input positions they need, as ``(rows, positions)`` pairs.
+
+    A row needs its positions up to its last masked target: a causal model's outputs there do not depend on the
+    padding after it, so running each group cut to its own ``positions`` gives the same logits at every masked
+    target as the full padded batch, with fewer tokens (a length-balanced mix of L = 1..12 is ~40% padding). At
+    most ``max_groups`` groups: each split of the sorted needs is placed where it removes the most padded tokens
+    (few, larger matrix products keep the CPU's GEMMs efficient).
+    """
+    width = mask.shape[1]
+    need = width - mask.flip(1).to(torch.int8).argmax(1)  # 1 + index of the last masked target
+    values, counts = torch.unique(need, return_counts=True)
+    values, counts = values.tolist(), counts.tolist()
+    cuts = [len(values)]  # groups end (exclusive) at these indices of ``values``; a group pads to its last value
+    while len(cuts) < max_groups:
+        best, best_gain, start = None, 0, 0
+        for end in sorted(cuts):
+            top = values[end - 1]
+            for c in range(start + 1, end):  # split [start, end) into [start, c) and [c, end)
+                gain = sum(counts[start:c]) * (top - values[c - 1])
+                if gain > best_gain:
+                    best, best_gain = c, gain
+            start = end
+        if best is None:
+            break
+        cuts.append(best)
+    groups, start = [], 0
+    for end in sorted(cuts):
+        lo, hi = values[start], values[end - 1]
+        rows = torch.nonzero((need >= lo) & (need <= hi)).flatten()
+        groups.append((rows, hi))
+        start = end
+    return groups
+
+
+def length_grouped(batch: dict[str, Tensor], max_groups: int = 6) -> list[dict[str, Tensor]]:
+    """``batch`` (``x``, ``y``, ``mask``, ...) split into its :func:`length_groups`, each sequence tensor cut to the
+    group's positions (per-row tensors such as ``length`` are only indexed)."""
+    width = batch["mask"].shape[1]
+    out = []
+    for rows, positions in length_groups(batch["mask"], max_groups):
+        cut = {k: v[rows, :positions] if v.dim() > 1 and v.shape[1] == width else v[rows] for k, v in batch.items()}
+        out.append(cut)
+    return out
+
+
+def grouped_masked_cross_entropy(
+    net: Callable[[Tensor], Tensor], batch: dict[str, Tensor], max_groups: int = 6
+) -> Tensor:
+    """:func:`masked_cross_entropy` of ``net(batch["x"])``, computed on :func:`length_grouped` parts of the batch:
+    the same value and gradient (up to float summation order) for a causal ``net``, at a fraction of the padded
+    batch's cost."""
+    loss = batch["x"].new_zeros((), dtype=torch.float32)
+    for part in length_grouped(batch, max_groups):
+        m = part["mask"]
+        loss = loss + F.cross_entropy(net(part["x"])[m], part["y"][m], reduction="sum")
+    return loss / batch["mask"].sum()
 
 
 def iteration_head_queries(lengths: Tensor) -> dict[str, Tensor]:

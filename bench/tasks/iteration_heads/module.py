@@ -8,7 +8,7 @@ from torch import Tensor
 
 from bench.harness.module import BenchModule
 from bench.harness.naming import point_name
-from bench.tasks.iteration_heads.metrics import SequenceAccuracy, masked_cross_entropy
+from bench.tasks.iteration_heads.metrics import SequenceAccuracy, grouped_masked_cross_entropy
 
 # what ``trainable=<name>`` leaves trainable (everything else is frozen)
 TRAINABLE = ("all", "layer2_mlp")
@@ -17,6 +17,9 @@ TRAINABLE = ("all", "layer2_mlp")
 class IterationHeadsModule(BenchModule):
     """The net is a :class:`bench.models.transformer.Transformer` (``forward_with_attention``).
 
+    ``length_groups``: the training loss runs the minibatch in up to this many groups of rows cut to their own
+    length (:func:`~bench.tasks.iteration_heads.metrics.length_groups`); 1 runs the padded batch as one.
+
     Test metrics (logged by the module): ``test/acc`` (mean of acc_L over the datamodule's ``eval_lengths``, the
     lengths with enough distinct test sequences), ``length=<L>/test/acc`` (acc_L of every length, named by
     :func:`bench.harness.naming.point_name`), ``test/token_acc``, ``test/loss``. ``test_step`` returns ``logits`` and
@@ -24,8 +27,14 @@ class IterationHeadsModule(BenchModule):
     for the callbacks.
     """
 
+    def __init__(self, *args: Any, length_groups: int = 6, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.length_groups = int(length_groups)
+
     def training_loss(self, batch: dict[str, Tensor]) -> Tensor:
-        return masked_cross_entropy(self.net(batch["x"]), batch["y"], batch["mask"])
+        # rows cut to their own length, in up to ``length_groups`` groups: the padded batch's loss and gradient
+        # at ~60% of its tokens (1 = one padded batch)
+        return grouped_masked_cross_entropy(self.net, batch, self.length_groups)
 
     def set_trainable(self, which: str) -> None:
         """``all`` or ``layer2_mlp`` (only the MLP of the second block learns: the transfer's partial
