@@ -447,3 +447,25 @@ def test_coordinate_descent_with_line_search_is_stable_at_any_dimension(run_benc
     for seed in (0, 1, 2):
         m = run_bench(base + ["optimizer.line_search=true", f"seed={seed}"])["metrics"]
         assert math.isfinite(m["train/loss"]) and math.isfinite(m["test/robust_acc"]), (d, seed, m["train/loss"])
+
+
+def test_a_zero_score_is_an_error_and_the_ties_half_variant_counts_it_half(run_bench):
+    # sparse inputs (5% nonzero) and one coordinate-descent step: w has one nonzero weight, so every test point that
+    # is 0 on that coordinate (about 95%) scores exactly 0
+    rec = run_bench(
+        [
+            "task=robust_erm",
+            "profile=smoke",
+            "optimizer=cd",
+            "data.inputs=sparse",
+            "data.input_density=0.05",
+            "linear.steps=1",
+            "linear.steps_per_call=1",
+            "threat.c=0.0",
+        ]
+    )
+    m = rec["metrics"]
+    assert 0.8 < m["test/tie_frac"] < 1.0
+    assert m["test/acc"] <= 1.0 - m["test/tie_frac"] + 1e-9  # a tie is never counted right
+    assert m["test/acc_ties_half"] == pytest.approx(m["test/acc"] + 0.5 * m["test/tie_frac"])
+    assert m["test/robust_acc_ties_half"] == pytest.approx(m["test/acc_ties_half"])  # eps = 0: robust = clean

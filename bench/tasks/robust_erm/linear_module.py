@@ -146,7 +146,7 @@ class RobustLinearModule(BenchModule):
     # -- exact evaluation ----------------------------------------------------------------------------------
     def on_test_epoch_start(self) -> None:
         b = self.net.problems
-        self._counts = {k: torch.zeros(b, device=self.device) for k in ("robust", "clean")}
+        self._counts = {k: torch.zeros(b, device=self.device) for k in ("robust", "clean", "clean_ties", "robust_ties")}
         self._n = 0
 
     def test_step(self, batch: dict[str, Tensor], batch_idx: int) -> dict[str, Tensor]:
@@ -154,8 +154,12 @@ class RobustLinearModule(BenchModule):
         z = self._signed(batch)
         signed_scores = z @ w.T  # (n, B): y <w, x>
         robust = signed_scores - (self.eps * dual_norm(w, self.p))[None, :]
+        # a score of exactly 0 is an error (no side of the boundary is right); its count is recorded, and the
+        # accuracies that count such ties as half right are a reported variant
         self._counts["robust"] += (robust > 0).sum(dim=0)
         self._counts["clean"] += (signed_scores > 0).sum(dim=0)
+        self._counts["robust_ties"] += (robust == 0).sum(dim=0)
+        self._counts["clean_ties"] += (signed_scores == 0).sum(dim=0)
         self._n += len(z)
         return {"scores": signed_scores}
 
@@ -184,6 +188,9 @@ class RobustLinearModule(BenchModule):
         per_problem = {
             "test/robust_acc": self._counts["robust"] / self._n,
             "test/acc": self._counts["clean"] / self._n,
+            "test/tie_frac": self._counts["clean_ties"] / self._n,
+            "test/acc_ties_half": (self._counts["clean"] + 0.5 * self._counts["clean_ties"]) / self._n,
+            "test/robust_acc_ties_half": (self._counts["robust"] + 0.5 * self._counts["robust_ties"]) / self._n,
             "w/l1_over_l2": torch.linalg.vector_norm(w, 1, dim=1)
             / torch.linalg.vector_norm(w, 2, dim=1).clamp_min(1e-30),
         }
