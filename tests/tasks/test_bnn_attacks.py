@@ -185,6 +185,19 @@ def test_bad_input_is_one_clear_line(run_bench, overrides, match, tmp_path):
     assert not list((tmp_path / "results").rglob("*.json"))
 
 
+def test_headline_radius_follows_the_data_and_data_without_one_are_refused(run_bench, tmp_path):
+    from bench.harness.config import compose
+
+    cfg = compose(["task=bnn_attacks", "profile=smoke"])
+    assert cfg.bnn_attacks.headline_eps == 0.2  # digits' eps_scale
+    with pytest.raises(BenchError, match="declares no eps_scale") as err:
+        run_bench(["task=bnn_attacks", "profile=smoke", "data=mnist1d"])
+    assert "\n" not in str(err.value) and "bnn_attacks.headline_eps" in str(err.value)
+    with pytest.raises(BenchError, match=r"headline_eps=0.05 \(default: data.eps_scale\) is not one of attack.eps"):
+        run_bench(["task=bnn_attacks", "profile=smoke", "data=mnist1d", "data.eps_scale=0.05"])
+    assert not list((tmp_path / "results").rglob("*.json"))
+
+
 # -- smoke runs ------------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("kind", POSTERIOR_KINDS)
 def test_every_posterior_runs_under_smoke(run_bench, kind):
@@ -226,7 +239,14 @@ def test_runs_on_mnist_files_with_the_semantic_shift_split(run_bench, tmp_path):
         _write_idx(raw / f"{split}-images-idx3-ubyte", rng.integers(0, 256, (len(y), 28, 28)), 2051)
         _write_idx(raw / f"{split}-labels-idx1-ubyte", y, 2049)
     rec = run_bench(
-        ["task=bnn_attacks", "profile=smoke", "model=bnn_mc_dropout", "data=mnist", f"data.root={tmp_path}"]
+        [
+            "task=bnn_attacks",
+            "profile=smoke",
+            "model=bnn_mc_dropout",
+            "data=mnist",
+            f"data.root={tmp_path}",
+            "bnn_attacks.headline_eps=0.2",  # mnist declares no eps_scale: the paper's MNIST radii
+        ]
     )
     m = rec["metrics"]
     assert rec["config"]["data"]["_target_"].endswith("MNISTDataModule")
@@ -258,6 +278,7 @@ def test_runs_on_cifar10_files(run_bench, tmp_path):
             "data=cifar10",
             f"data.root={tmp_path}",
             "bnn_attacks.shift.enabled=false",
+            "bnn_attacks.headline_eps=0.2",  # cifar10 declares no eps_scale (wiring only: not its scale)
         ]
     )
     assert rec["config"]["data"]["_target_"].endswith("CIFARDataModule")

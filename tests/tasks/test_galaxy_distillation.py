@@ -239,3 +239,11 @@ def test_smoke_distillation_caches_the_experts_and_is_reproducible(run_bench, tm
     assert {"synthetic_images", "t_plus", "distilled"} <= set(ada["artifacts"])
     again = run_bench(["task=galaxy_distillation", "profile=smoke", "method=adaptive"])
     assert again["metrics"] == ada["metrics"]
+
+
+def test_the_galaxies_standardisation_is_refused_on_other_data(run_bench, tmp_path):
+    base = ["task=galaxy_distillation", "profile=smoke", "data=galaxy10", "~data.n_train", "~data.n_test"]
+    with pytest.raises(BenchError, match="model.mean / model.std are the generated galaxies' per-band") as err:
+        run_bench(base + [f"data.path={tmp_path / 'missing.h5'}"])
+    assert "\n" not in str(err.value)
+    assert not list((tmp_path / "results").rglob("*.json"))

@@ -169,3 +169,12 @@ def test_smoke_run_records_named_sweep_points(run_bench):
         assert point_name("curv/positive_curvature", temperature=a**-3) in m
     assert m["identity/max_curv_abs_diff"] <= 1e-8
     assert {c["name"][:3] for c in rec["claims"]} >= {"(a)", "(c)"}
+
+
+def test_standardisation_follows_the_data_and_circles_identity_is_refused_elsewhere(run_bench, tmp_path):
+    with pytest.raises(BenchError, match="model.mean=0 model.std=1 leave the inputs unstandardised") as err:
+        run_bench(["task=goldilocks", "profile=smoke", "data=digits"])
+    assert "\n" not in str(err.value)
+    assert not (tmp_path / "results").exists() or not list((tmp_path / "results").rglob("*.json"))
+    rec = run_bench(["task=goldilocks", "profile=smoke", "data=digits", "model.mean=null", "model.std=null"])
+    assert rec["config"]["data"]["_target_"].endswith("DigitsDataModule") and "curv/peak" in rec["metrics"]

@@ -317,3 +317,21 @@ def test_cifar_files_with_a_cnn(run_bench, tmp_path):
         ]
     )
     assert rec["metrics"]["prune/kept"] == 100 and rec["metrics"]["test/acc"] is not None
+
+
+def test_the_mnist1d_standardisation_is_refused_on_other_data(run_bench, tmp_path):
+    with pytest.raises(BenchError, match="are mnist1d's input statistics but data is DigitsDataModule") as err:
+        run_bench(["task=robust_pruning", "profile=smoke", "data=digits", "~data.num_samples"])
+    assert "\n" not in str(err.value)
+    assert not (tmp_path / "results").exists() or not list((tmp_path / "results").rglob("*.json"))
+    rec = run_bench(
+        [
+            "task=robust_pruning",
+            "profile=smoke",
+            "data=digits",
+            "~data.num_samples",
+            "model.mean=0.305",
+            "model.std=0.376",
+        ]
+    )
+    assert rec["metrics"]["test/acc"] is not None

@@ -26,4 +26,14 @@ METRICS (``<e>`` = an attack radius; H = predictive entropy, MI = mutual informa
   ``ood/auroc_drop_{entropy,mi}@eps=<e>``   clean minus attacked OOD AUROC
   ``ood/entropy_in``, ``ood/entropy_ood``, ``ood/attacked_entropy_ood@eps=<e>``
   ``hmc/accept_rate``, ``hmc/step_size``, ``hmc/divergences``, ``hmc/num_steps`` (and ``shift/hmc/...``)
+
+Settings that follow the data: the posterior's input standardisation comes from the datamodule (``model.mean`` /
+``model.std`` null: declared by the data config or computed on its training split, bench/data/statistics.py);
+the headline radius ``bnn_attacks.headline_eps`` is the data config's ``eps_scale`` (digits: 0.2) and must be one
+of ``attack.eps``, so data of another scale are refused until their radii are given; data that declare none
+(mnist1d, and mnist / cifar / gaussians, whose configs have no ``eps_scale``) are refused before training until
+``bnn_attacks.headline_eps`` is set. The radii lists (``attack.eps``, ``bnn_attacks.adaptive_attack.eps``,
+``bnn_attacks.shift_attack.eps``) are in input units and are not rescaled: set them with the headline radius.
+Input shape and class count come from the datamodule; ``bnn_attacks.shift.in_classes`` / ``ood_classes`` (digits
+0-4 vs 5-9) must exist in the data (refused otherwise).
 """

@@ -80,9 +80,20 @@ class Settings:
         check_attack(b.shift_attack, "bnn_attacks.shift_attack")
         self.label_attack = cfg.attack
         self.eps = _eps_list(cfg.attack, "attack")
+        if b.get("headline_eps") is None:  # defaults to data.eps_scale (conf/task/bnn_attacks.yaml)
+            data = str(cfg.data.get("_target_", "?")).rsplit(".", 1)[-1]
+            raise BenchError(
+                f"data {data} declares no eps_scale (the l_inf radius of its scale) and bnn_attacks.headline_eps is "
+                "not set; set bnn_attacks.headline_eps=<radius in input units> with attack.eps, "
+                "bnn_attacks.adaptive_attack.eps and bnn_attacks.shift_attack.eps around it (digits: 0.2 in "
+                "[0.1,0.2,0.3])"
+            )
         self.headline_eps = float(b.headline_eps)
         if self.headline_eps not in self.eps:
-            raise BenchError(f"bnn_attacks.headline_eps={self.headline_eps:g} is not one of attack.eps={self.eps}")
+            raise BenchError(
+                f"bnn_attacks.headline_eps={self.headline_eps:g} (default: data.eps_scale) is not one of "
+                f"attack.eps={self.eps}; give radii of this data's scale in attack.eps"
+            )
         self.adaptive_attack = b.adaptive_attack
         self.adaptive_eps = _eps_list(b.adaptive_attack, "bnn_attacks.adaptive_attack")
         self.shift = bool(b.shift.enabled)

@@ -24,4 +24,10 @@ Record metrics (``<n>`` a generation, ``<tag>`` = ``d<d>_T<T>_T0<T0>_<spectrum>`
   kernel=<kernel>/{test_mse_increase, test_mse_slope}[_se]   MSE(n_max) - MSE(0) and the slope vs n, paired
   kernel=<kernel>/{train/mse, lengthscale}
 Artifacts: error_vs_n, error_vs_lambda, error_vs_T, kernel_error_vs_n (PNG), curves (JSON of every curve).
+
+Settings that follow the data: the linear studies generate their own Gaussian data (none of ``data`` is used);
+the kernel study takes its pool of inputs and its class count (one-hot targets) from the datamodule and the
+kernel length scale from the pool (``module.lengthscale`` null: median pairwise distance). Its label noise
+(``module.sigma`` / ``sigma0``) is in one-hot target units, the same on every data; ``module.T`` / ``T0`` (500)
+are draws from the pool and assume one of at least that size.
 """

@@ -20,4 +20,8 @@ Record metrics (every name flat):
   ``gcd/generation=<n>/train/loss``       last-epoch training loss.
 Figures (run artifacts): ``clean_scaling``, ``tail_cut``, ``mixing``, ``generations`` (error vs T, log-log, with
 predicted slopes / plateaus / exits) and ``gcd_buckets``; the curves themselves in ``hutter_curves.json``.
+
+Settings that follow the data: none: both parts run on data the task generates itself (the Zipf law of
+``hutter``, the gcd pairs of ``data`` = :class:`bench.tasks.collapse_tails.gcd.GcdDataModule`, whose knobs are in
+this task's config); another ``data=`` is not supported (it fails when the data are built).
 """

@@ -18,4 +18,9 @@ METRICS (besides the experts' ``expert<i>/test/acc`` etc. from their Lightning f
 Artifacts: ``galaxy_samples.png`` (training images per class), ``synthetic_images.png`` (the set, one row per
 class), ``t_plus.png`` (T+ over iterations), ``distilled.pt`` (images, labels, alpha, losses, T+, probe losses
 and the distillation's CPU seconds).
+
+Settings that follow the data: image size, channel count and class count come from the datamodule (the ConvNet
+is built for ``input_shape``). The input standardisation ``model.mean`` / ``model.std`` is the generated
+galaxies' per-band statistics; on any other data (data=galaxy10) it is refused before training until
+``model.mean=[...] model.std=[...]`` give that data's per-channel statistics.
 """

@@ -51,6 +51,23 @@ def _generator(ctx: RunContext, stage: str) -> torch.Generator:
     return torch.Generator().manual_seed(int(torch.randint(0, 2**62, (1,))))
 
 
+GALAXIES = "bench.data.galaxies.GalaxiesDataModule"
+GALAXIES_STATS = ([0.0536, 0.0550, 0.0526], [0.0908, 0.0924, 0.0890])  # conf/task/galaxy_distillation.yaml's
+
+
+def check_standardisation(cfg) -> None:
+    """The task config's ``model.mean`` / ``model.std`` are the generated galaxies' per-band statistics: other data
+    (galaxy10) must give theirs."""
+    target = str(cfg.data.get("_target_", "?"))
+    stats = (_plain(cfg.model.get("mean")), _plain(cfg.model.get("std")))
+    if target != GALAXIES and stats == GALAXIES_STATS:
+        raise BenchError(
+            f"model.mean / model.std are the generated galaxies' per-band statistics but data is "
+            f"{target.rsplit('.', 1)[-1]}; set model.mean=[...] model.std=[...] to this data's per-channel "
+            "training-split statistics (bench.data.statistics.input_statistics)"
+        )
+
+
 def check_config(cfg, dm) -> None:
     """Everything that can be checked before the experts train: one clear line each."""
     gd = cfg.galaxy_distillation
@@ -197,6 +214,7 @@ def evaluate(ctx: RunContext, dm, images: torch.Tensor, labels: torch.Tensor, lr
 
 def galaxy_distillation(ctx: RunContext) -> None:
     cfg = ctx.cfg
+    check_standardisation(cfg)
     dm = ctx.build_datamodule()
     check_config(cfg, dm)
     names = list(getattr(dm, "class_names", [str(c) for c in range(dm.num_classes)]))

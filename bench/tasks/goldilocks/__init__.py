@@ -20,4 +20,10 @@ METRICS (sweep points named with :func:`bench.harness.naming.point_name`):
   ``identity/max_curv_abs_diff``, ``model/depth``, ``model/num_params``
 Figures: curvature_vs_alpha (temperature sweep overlaid), accuracy_vs_alpha, grad_vs_mismatch; ``bench verify``
 draws them over all seeds (report hook).
+
+Settings that follow the data: input shape and class count come from the datamodule; the model's input
+standardisation ``model.mean`` / ``model.std`` is the datamodule's when null (declared by the data config or
+computed on its training split, bench/data/statistics.py). The default 0 / 1 (no standardisation) is the circles'
+setting and is refused before training on any other data until ``model.mean`` / ``model.std`` are set (null, or
+numbers: the verify plan gives digits 0.305 / 0.376). ``data.seed`` stays 0 on every data set (one fixed file).
 """

@@ -12,6 +12,7 @@ from omegaconf import DictConfig
 from torch import nn
 from tqdm.auto import tqdm
 
+from bench.data.statistics import input_statistics
 from bench.harness.context import RunContext
 from bench.harness.errors import BenchError
 from bench.harness.naming import point_name
@@ -28,6 +29,7 @@ from bench.tasks.goldilocks.module import AlphaSweepModule
 
 LINEAR_OPTIMIZERS = ("bench.optim.steepest.GD", "torch.optim.SGD")
 DTYPES = ("float32", "float64")
+CIRCLES = "bench.data.circles.CirclesDataModule"  # the data whose setting model.mean=0, model.std=1 is
 
 
 def alpha_grid(cfg: DictConfig) -> list[float]:
@@ -179,12 +181,29 @@ def summaries(metrics: dict[str, float], alphas: list[float]) -> dict[str, float
     }
 
 
+def check_standardisation(cfg: DictConfig) -> None:
+    """``model.mean=0 model.std=1`` (no standardisation) is the circles' setting: other data must name theirs."""
+    mean, std = cfg.model.get("mean"), cfg.model.get("std")
+    target = str(cfg.data.get("_target_", "?"))
+    if target != CIRCLES and isinstance(mean, (int, float)) and isinstance(std, (int, float)) and (mean, std) == (0, 1):
+        raise BenchError(
+            f"model.mean=0 model.std=1 leave the inputs unstandardised, the circles' setting, but data is "
+            f"{target.rsplit('.', 1)[-1]}; set model.mean=null model.std=null (its training-split statistics) or "
+            "numbers (digits: model.mean=0.305 model.std=0.376)"
+        )
+
+
 def goldilocks(ctx: RunContext) -> None:
     cfg = ctx.cfg
     g = cfg.goldilocks
     alphas = check_config(cfg)
+    check_standardisation(cfg)
     dm = ctx.build_datamodule()
-    net = ctx.build_net(dm)
+    stats = {}
+    if cfg.model.get("mean") is None or cfg.model.get("std") is None:
+        mean, std = input_statistics(dm)
+        stats = {k: v for k, v in (("mean", mean), ("std", std)) if cfg.model.get(k) is None}
+    net = ctx.build_net(dm, **stats)
     check_homogeneous(net)
     L = depth(net)
     P = sum(p.numel() for p in net.parameters())

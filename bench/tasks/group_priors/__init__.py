@@ -18,4 +18,8 @@ Record metrics besides the harness's (``test/acc``, ``test/worst_group_acc``, ``
   ``jtt/error_set_size``, ``jtt/error_set_fraction``   JTT's upweighted training errors
   ``test/worst_group_acc_all`` only when a group has no training examples: the minimum over every measured group
                                (``test/worst_group_acc`` then leaves such groups out, with a warning naming them)
+
+Settings that follow the data: input shape, class count and groups come from the datamodule; the method
+hyper-parameters (GAP's s, tau, rho, prior precision grid, DFR's C grid) are the task's own, not tied to a data
+set (the prior precision is selected on held-out validation). None is hard-coded for the default data.
 """

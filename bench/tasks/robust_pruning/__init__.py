@@ -6,6 +6,10 @@ One run = one method at one density: ``method=<score>`` keeps the ``d N`` highes
 class size, excess redistributed) filled by the score within each class (``random+drop``: at random). Scores:
 ``random``, ``el2n``, ``grand``, ``forgetting``, ``dynamic_uncertainty``, ``coreset``. Protocol and caching:
 :mod:`bench.tasks.robust_pruning.protocol`; quota and floor rules: :mod:`bench.tasks.robust_pruning.quotas`.
+
+Settings that follow the data: input shape and class count come from the datamodule. The input standardisation
+``model.mean`` / ``model.std`` (0.4756 / 0.1108) is mnist1d's; on any other data it is refused before training
+until ``model.mean`` / ``model.std`` give that data's statistics (0 / 1 for none).
 """
 
 METRICS = {

@@ -260,9 +260,26 @@ def class_spread(metrics: dict, num_classes: int) -> dict[str, float]:
     return {"test/class_acc_gap": float(accs.max() - accs.min()), "test/class_acc_std": float(accs.std())}
 
 
+MNIST1D = "bench.data.mnist1d.MNIST1DDataModule"
+MNIST1D_STATS = (0.4756, 0.1108)  # model.mean / model.std of conf/task/robust_pruning.yaml: mnist1d's
+
+
+def check_standardisation(cfg) -> None:
+    """The task config's ``model.mean`` / ``model.std`` are mnist1d's statistics: other data must give theirs."""
+    target = str(cfg.data.get("_target_", "?"))
+    stats = (cfg.model.get("mean"), cfg.model.get("std"))
+    if target != MNIST1D and stats == MNIST1D_STATS:
+        raise BenchError(
+            f"model.mean={stats[0]} model.std={stats[1]} are mnist1d's input statistics but data is "
+            f"{target.rsplit('.', 1)[-1]}; set model.mean / model.std to this data's training-split statistics "
+            "(bench.data.statistics.input_statistics), or 0 / 1 for none"
+        )
+
+
 def robust_pruning(ctx: RunContext) -> None:
     cfg = ctx.cfg
     pcfg = cfg.robust_pruning
+    check_standardisation(cfg)
     score, quota = parse_method(str(cfg.method))
     density = Q.check_density(pcfg.density)
     ctx.log_metrics(theory_metrics(list(pcfg.theory.mu), list(pcfg.theory.sigma)))
