@@ -269,3 +269,17 @@ def test_an_override_that_breaks_the_task_block_is_refused_before_training(run_b
     with pytest.raises(BenchError, match=r"headline_metrics\[0\] must be a mapping .*after the experiment"):
         run_bench(["task=fixture", "task.headline_metrics=[test/acc]"])
     assert not (tmp_path / "runs" / "fixture").exists() and not (tmp_path / "results").exists()
+
+
+def test_task_docs_match_their_sources():
+    """docs/tasks/<task>.md is generated from each task's docstring, config, claims and committed verify summary:
+    a change to any of them without `python tools/task_docs.py` fails here."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "tools" / "task_docs.py"
+    spec = importlib.util.spec_from_file_location("task_docs", path)
+    task_docs = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(task_docs)
+    assert len(task_docs.tasks()) == 10
+    assert task_docs.main(["--check"]) == 0, "docs/tasks is out of date: run python tools/task_docs.py"
