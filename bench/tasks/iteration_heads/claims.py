@@ -20,11 +20,15 @@ coin flip; their acc_L is still in every record (``length=<L>/test/acc``).
 
 Where the paper profile stands (v2.0, 2 seeds, `leaderboard/records/iteration_heads/`): (a) fails on the CoT side
 (0.944 and 0.761; no-CoT 0.38-0.40 holds), (b) fails by a hair (mass/uniform 1.99 and 2.17), (c) fails (speed-up
-13 epochs on one seed, 0 on the other). The measured cause is the step budget, not the data or the metric: the
-CoT test accuracy is still rising at epoch 100 (0.93 at epoch 96 on seed 0, 0.79 on seed 1; train/acc 0.98 and
-0.89, so the model under-fits), and the polynomial pre-training reaches only 0.51 test accuracy in its 60 epochs,
-so there is little to transfer. The profile gives 2400 Adam steps; the official code trains 1000 epochs (~64k
-steps). The run is compute-bound on this CPU; experiment=iteration_heads_gpu is the full-scale protocol.
+13 epochs on one seed, 0 on the other). Two measured causes. First the step budget: at epoch 100 the CoT test
+accuracy is still rising (0.93 at epoch 96 on seed 0, 0.79 on seed 1; train/acc 0.98 and 0.89), and the polynomial
+pre-training reaches only 0.51 test accuracy in its 60 epochs (the profile gives 2400 Adam steps, the official code
+~64k). Second, with the budget raised (seed 1, 250 epochs, train/acc 1.00): every length from 6 to 12 reaches
+1.00 but L = 4 stays at 0.25 and L = 5 at 0.88 (test/acc 0.903, flat from epoch 125): their disjoint training
+pools hold only 8 and 16 distinct sequences, repeated 64 and 32 times in the balanced mix, and the model memorises
+them instead of generalising. The official code draws train and test sequences independently, so at short lengths
+it tests on sequences it trained on. The next protocol should average lengths with enough distinct *training*
+sequences too (L >= 6 here), and train longer; experiment=iteration_heads_gpu is the full-scale protocol.
 """
 
 from __future__ import annotations
