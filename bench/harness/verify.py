@@ -66,11 +66,10 @@ def _summed(records: list[dict], field: str) -> float | None:
 
 
 def _threads_per_run(cfg) -> int:
-    from bench.harness.threads import auto_threads, usable_cores
+    """The torch threads of a run whose config went through :func:`run_identity` (which resolves ``auto``)."""
+    from bench.harness.threads import usable_cores
 
     n = cfg.get("num_threads")
-    if str(n) == "auto":
-        n = auto_threads(str(cfg.get("trainer", {}).get("accelerator", "cpu") or "cpu"))
     return int(n) if n else usable_cores()
 
 
@@ -186,7 +185,7 @@ def run_verify(overrides: list[str], rerun: bool = False, jobs: str | int | None
         path = Path(str(cfg.results_dir)) / str(cfg.task.name) / f"{run_id}.json"
         rec = None if rerun else _reusable(path, h)
         what = " ".join(o for o in ov if not o.startswith("task="))
-        entries.append((cfg, path, h, rec))
+        entries.append((path, h, rec))
         if rec is not None:
             print(f"[{i}/{len(plan)}] reusing {what}", flush=True)
         else:
@@ -204,7 +203,7 @@ def run_verify(overrides: list[str], rerun: bool = False, jobs: str | int | None
         log_dir = Path(str(pending[0][4].results_dir)) / str(pending[0][4].task.name) / "verify" / "logs"
         run_in_processes([(i, ov, p, w) for i, ov, p, w, _ in pending], len(plan), n_jobs, log_dir)
         records = []
-        for _cfg, path, h, rec in entries:
+        for path, h, rec in entries:
             rec = rec if rec is not None else _reusable(path, h)
             if rec is None:
                 raise BenchError(f"a verify run ended without its record {path}; see its log in {log_dir}")
@@ -214,7 +213,7 @@ def run_verify(overrides: list[str], rerun: bool = False, jobs: str | int | None
         for i, _ov, _path, what, cfg in pending:
             print(f"[{i}/{len(plan)}] running {what}", flush=True)
             done[i] = run_fit(cfg)
-        records = [rec if rec is not None else done[i] for i, (_, _, _, rec) in enumerate(entries, 1)]
+        records = [rec if rec is not None else done[i] for i, (_, _, rec) in enumerate(entries, 1)]
     base = compose(overrides)
     claims = load_claims(str(base.task.claims))
     results = evaluate(claims, RecordSet(records))
