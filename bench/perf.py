@@ -20,8 +20,9 @@ Every variant is timed on two clocks at once: wall time and this process's CPU t
 On a shared machine other processes inflate wall time but not our CPU time, so the targets are judged on CPU time
 there (``--judge cpu``, the default on the CPU); on a GPU the host's CPU time does not count the device's work, so
 they are judged on wall time (the default with ``--accelerator gpu``). Variants run interleaved, ``--repeats``
-times each; the table shows medians and the min-max spread, and ratios of medians with the min-max of the
-per-repeat (paired) ratios.
+times each (the cheap robust-evaluation variants ``--attack-repeats`` times), the reference and its variants
+in alternating order; the table shows medians and the min-max spread of the times, and the median and min-max
+of the per-repeat (paired) ratios.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ import os
 import statistics
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -125,6 +127,14 @@ class HookTimer(L.Callback):
         self._timed("on_test_epoch_end", trainer, pl_module)
 
 
+def interleaved(variants: list[Callable[[int], None]], repeats: int) -> None:
+    """Each variant once per repeat (called with the repeat's index), back to back: in the listed order on even
+    repeats and reversed on odd ones, so no variant always runs first (warm caches) or last."""
+    for r in range(repeats):
+        for run in variants if r % 2 == 0 else variants[::-1]:
+            run(r)
+
+
 # -- the judgement (pure: tested on given numbers) -------------------------------------------------------------
 def spread(values: list[float]) -> tuple[float, float, float]:
     """(median, min, max)."""
@@ -132,10 +142,14 @@ def spread(values: list[float]) -> tuple[float, float, float]:
 
 
 def ratio(variant: list[float], base: list[float]) -> tuple[float, float, float]:
-    """(ratio of medians, min, max of the per-repeat ratios); repeats are paired by position (interleaved runs)."""
-    paired = [v / b for v, b in zip(variant, base) if b > 0]
-    med = statistics.median(variant) / statistics.median(base)
-    return med, min(paired, default=med), max(paired, default=med)
+    """(median, min, max) of the per-repeat ratios; repeats are paired by position (each pair runs back to back).
+
+    The median of paired ratios, not the ratio of medians: on this shared machine a repeat's time swings by
+    +-25% with what the neighbours do, and the two runs of a pair see the same neighbours."""
+    paired = [v / b for v, b in zip(variant, base, strict=True) if b > 0]
+    if not paired:
+        raise ValueError("no paired repeats to take a ratio of")
+    return statistics.median(paired), min(paired), max(paired)
 
 
 def verdict(value: float, target: float) -> str:
@@ -346,6 +360,12 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="bench perf")
     p.add_argument("--epochs", type=int, default=30)
     p.add_argument("--repeats", type=int, default=5)
+    p.add_argument(
+        "--attack-repeats",
+        type=int,
+        default=None,
+        help="repeats of the robust-evaluation variants, each 30x cheaper than a training run (default 5x --repeats)",
+    )
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's own)")
     p.add_argument("--accelerator", choices=("cpu", "gpu"), default="cpu")
     p.add_argument(
@@ -369,6 +389,7 @@ def main(argv: list[str] | None = None) -> int:
         help="checkpoint_every_n_epochs for the whole-fit variant (default: the config's; paper profiles use 0-200)",
     )
     a = p.parse_args(argv)
+    attack_repeats = a.attack_repeats or 5 * a.repeats
     global CONFIG_OVERRIDES
     CONFIG_OVERRIDES = () if a.checkpoint_every is None else (f"checkpoint_every_n_epochs={a.checkpoint_every}",)
     from bench.harness.errors import BenchError
@@ -402,44 +423,66 @@ def main(argv: list[str] | None = None) -> int:
             "cb_pgd_big",
         )
     }
-    steps = 0
     with tempfile.TemporaryDirectory() as tmp:
         _, cfg = task_context(tmp, a.epochs, a.accelerator, CONFIG_OVERRIDES)
         every = int(cfg.get("checkpoint_every_n_epochs", 1) or 0)
         interval = float(cfg.get("checkpoint_min_interval_s", 0) or 0)
         hand_loop(dm_chunk, 1, 0, device)  # warm-up (imports, allocator, kernels)
         harness_fit(dm_chunk, 1, 0, tmp, False, a.accelerator)
-        for r in range(a.repeats):
-            sw, steps = hand_loop(dm_chunk, a.epochs, r, device)
+        counted: dict[str, int] = {}
+
+        def hand(r: int) -> None:
+            sw, counted["hand"] = hand_loop(dm_chunk, a.epochs, r, device)
             res["hand"].add(sw.wall, sw.cpu)
-            timer, sw, gsteps = harness_fit(dm_chunk, a.epochs, r, tmp, True, a.accelerator)
-            if gsteps != steps:
-                raise BenchError(f"harness ran {gsteps} optimizer steps, hand loop {steps}: not the same work")
+
+        def harness(r: int) -> None:
+            timer, sw, counted["harness"] = harness_fit(dm_chunk, a.epochs, r, tmp, True, a.accelerator)
             res["harness_steps"].add(timer.wall, timer.cpu)
             res["harness_fit"].add(sw.wall, sw.cpu)
+
+        def plain(r: int) -> None:
             timer, _, _ = harness_fit(dm_plain, a.epochs, r, tmp, False, a.accelerator)
             res["plain_steps"].add(timer.wall, timer.cpu)
+
+        interleaved([hand, harness, plain], a.repeats)
+        steps = counted["hand"]
+        if counted["harness"] != steps:
+            raise BenchError(f"harness ran {counted['harness']} optimizer steps, hand loop {steps}: not the same work")
         net = _net(0).to(device)
         raw_attack_loop(net, dm_chunk, device)
-        for _ in range(a.repeats):
+        callback_attack(net, dm_chunk, False, a.accelerator)
+
+        def raw(_: int) -> None:
             sw = raw_attack_loop(net, dm_chunk, device)
             res["raw_pgd"].add(sw.wall, sw.cpu)
+
+        def callback(_: int) -> None:
             timed, sw = callback_attack(net, dm_chunk, False, a.accelerator)
             res["cb_pgd"].add(timed.wall, timed.cpu)
             res["cb_pgd_test"].add(sw.wall, sw.cpu)
+
+        def validity(_: int) -> None:
             timed, _ = callback_attack(net, dm_chunk, True, a.accelerator)
             res["cb_pgd_validity"].add(timed.wall, timed.cpu)
+
+        def raw_big(_: int) -> None:
             sw = raw_attack_loop(net, dm_big, device)
             res["raw_pgd_big"].add(sw.wall, sw.cpu)
+
+        def callback_big(_: int) -> None:
             timed, _ = callback_attack(net, dm_big, False, a.accelerator)
             res["cb_pgd_big"].add(timed.wall, timed.cpu)
+
+        interleaved([raw, callback, validity], attack_repeats)
+        interleaved([raw_big, callback_big], attack_repeats)
         cnn = None
         if gpu or a.cnn:
             cnn = cnn_case(a, device, tmp)
     n_test = len(dm_chunk.split("test")["y"])
     print(
         f"digits MLP 64-256-256-10, batch 128, SGD momentum, {a.epochs} epochs = {steps} steps; last.ckpt every "
-        f"{every} epochs, at least {interval:g} s apart (config); {a.repeats} interleaved repeats; torch threads "
+        f"{every} epochs, at least {interval:g} s apart (config); {a.repeats} interleaved repeats "
+        f"({attack_repeats} of the robust evaluations); torch threads "
         f"{torch.get_num_threads()}; "
         f"device {device}"
     )

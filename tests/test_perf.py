@@ -24,9 +24,14 @@ def test_verdict_is_pass_at_and_below_the_target_and_miss_above():
     assert judge({"train_fit": 1.2}) == {"train_fit": "PASS"}  # unmeasured targets are not judged
 
 
-def test_ratio_is_of_medians_with_the_paired_per_repeat_range():
-    med, lo, hi = ratio([1.2, 1.0, 3.0], [1.0, 1.0, 2.0])
-    assert med == pytest.approx(1.2 / 1.0) and lo == pytest.approx(1.0) and hi == pytest.approx(1.5)
+def test_ratio_is_the_median_of_the_paired_per_repeat_ratios():
+    # a slow burst hits both runs of the third pair: its ratio is 1.0 (the ratio of medians would be 1.6)
+    med, lo, hi = ratio([1.5, 1.6, 3.0], [1.0, 1.0, 3.0])
+    assert med == pytest.approx(1.5) and lo == pytest.approx(1.0) and hi == pytest.approx(1.6)
+    med, _, _ = ratio([1.2, 1.0, 3.0, 9.0], [1.0, 1.0, 2.0, 9.0])  # ratios 1.2, 1.0, 1.5, 1.0
+    assert med == pytest.approx(1.1)
+    with pytest.raises(ValueError):
+        ratio([1.0], [1.0, 2.0])  # unpaired repeats are a bug, not a number
     assert spread([3.0, 1.0, 2.0]) == (2.0, 1.0, 3.0)
 
 
@@ -161,3 +166,11 @@ def test_module_compile_option_keeps_parameter_names():
     assert compiled.net._compiled_call_impl is not None and plain.net._compiled_call_impl is None
     assert plain.state_dict().keys() == compiled.state_dict().keys()
     compiled.load_state_dict(plain.state_dict())
+
+
+def test_interleaved_alternates_the_order_of_the_variants():
+    from bench.perf import interleaved
+
+    calls = []
+    interleaved([lambda r: calls.append(("a", r)), lambda r: calls.append(("b", r))], 3)
+    assert calls == [("a", 0), ("b", 0), ("b", 1), ("a", 1), ("a", 2), ("b", 2)]

@@ -255,3 +255,24 @@ def test_ddp_robust_and_noise_accuracy_equal_one_process(tmp_path):
     for k in ("test/robust_acc@eps=0.1", "test/robust_acc@eps=0.2"):
         assert ddp["validity"][k] == single["validity"][k], k
         assert single["validity"][k]["n"] == 359
+
+
+def test_a_second_evaluation_reuses_the_attacks_and_counts_from_zero(dm):
+    """The callback builds its attacks once per model: a second ``trainer.test`` with the same callback gives the
+    numbers and flags of a fresh one (its metrics were reset), and a different model gets its own attacks."""
+    net, masked = trained_linear(dm), Masked(trained_linear(dm))
+    fresh_m, fresh_v = evaluate(net, dm)
+    cb = RobustAccuracyCallback(PGD)
+    kw = dict(accelerator="cpu", logger=False, enable_progress_bar=False, enable_model_summary=False)
+    trainer = L.Trainer(callbacks=[cb], inference_mode=False, enable_checkpointing=False, **kw)
+    module = BenchModule(net)
+    for _ in range(2):
+        trainer.test(module, datamodule=dm, verbose=False)
+        assert {k: float(v) for k, v in trainer.callback_metrics.items()} == fresh_m
+        assert cb.validity == fresh_v
+    attacks = cb.attacks
+    trainer.test(module, datamodule=dm, verbose=False)
+    assert cb.attacks is attacks  # reused, not rebuilt
+    trainer.test(BenchModule(masked), datamodule=dm, verbose=False)
+    assert cb.attacks is not attacks
+    assert cb.validity["test/robust_acc@eps=0.3"]["beats_noise"] is False  # the masked model's own attacks

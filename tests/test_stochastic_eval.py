@@ -12,7 +12,7 @@ from bench.callbacks.robust import RobustAccuracyCallback
 from bench.data.gaussians import GaussianMixtureDataModule
 from bench.harness.errors import BenchError
 from bench.harness.module import BenchModule
-from bench.models.stochastic import PredictiveMean, dropout_active, find_stochastic, log_predictive_mean
+from bench.models.stochastic import PredictiveMean, dropout_active, find_stochastic, log_predictive_mean, seeded
 
 PGD = {
     "name": "pgd_linf",
@@ -208,3 +208,15 @@ def test_bad_sample_counts_are_one_line(key, value):
     assert str(e.value).startswith(
         f"attack.{key}={value!r} is not a valid number of posterior samples: use a positive integer"
     ) and "\n" not in str(e.value)
+
+
+def test_seeded_draws_what_manual_seed_draws_and_restores_the_stream():
+    torch.manual_seed(7)
+    expected_after = torch.rand(4)
+    torch.manual_seed(7)
+    with seeded(5):
+        inside = torch.rand(3)
+    after = torch.rand(4)
+    torch.manual_seed(5)
+    assert torch.equal(inside, torch.rand(3))  # the same numbers as torch.manual_seed(5) gives
+    assert torch.equal(after, expected_after)  # and the outer stream goes on as if the block had not drawn

@@ -134,6 +134,29 @@ def test_verify_jobs_runs_the_plan_in_processes_with_the_records_of_one_process(
     b = json.loads((tmp_path / "parallel" / "results" / "fixture" / "verify" / "latest.json").read_text())
     assert a["claims"] == b["claims"] and a["runs"] == b["runs"]
 
+    # a rerun queues the runs by what they cost last time, the longest first (the summary keeps the plan's order)
+    folder = tmp_path / "parallel" / "results" / "fixture"
+    costs = {run_id: 10.0 * k for k, run_id in enumerate(b["runs"])}  # the plan's last run was the longest
+    for run_id, cost in costs.items():
+        rec = json.loads((folder / f"{run_id}.json").read_text())
+        (folder / f"{run_id}.json").write_text(json.dumps({**rec, "cpu_s": cost}))
+    capsys.readouterr()
+    run_verify(args, jobs=2, rerun=True)
+    queued = [line for line in capsys.readouterr().out.splitlines() if "] queued " in line]
+    assert [line.split("/verify/logs/")[1].split(".log")[0] for line in queued] == b["runs"][::-1]
+    assert json.loads((folder / "verify" / "latest.json").read_text())["runs"] == b["runs"]
+
+
+def test_longest_first_puts_unknown_costs_first_then_falling_costs(tmp_path):
+    from bench.harness.verify import earlier_cost, longest_first
+
+    assert longest_first(list("abcde"), [5.0, None, 9.0, 5.0, None]) == ["b", "e", "c", "a", "d"]
+    (tmp_path / "cpu.json").write_text(json.dumps({"cpu_s": 12.5, "duration_s": 14.0}))
+    (tmp_path / "wall.json").write_text(json.dumps({"duration_s": 14.0}))  # written before records had cpu_s
+    (tmp_path / "broken.json").write_text("{")
+    assert earlier_cost(tmp_path / "cpu.json") == 12.5 and earlier_cost(tmp_path / "wall.json") == 14.0
+    assert earlier_cost(tmp_path / "broken.json") is None and earlier_cost(tmp_path / "missing.json") is None
+
 
 def test_verify_jobs_checks_values_first_and_names_a_failing_run_and_its_log(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)

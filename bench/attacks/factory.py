@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import json
 import math
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -129,6 +130,12 @@ def factory_of(cfg: Any) -> Callable:
     target = c.get("_target_")
     if not target:
         raise BenchError("this attack config has no _target_ (attack=none): there is no attack to build")
+    return _factory(str(target))
+
+
+@functools.lru_cache(maxsize=64)
+def _factory(target: str) -> Callable:
+    """The object ``target`` names, imported once per process (an evaluation builds several attacks)."""
     from hydra.utils import get_object
 
     try:
@@ -216,8 +223,6 @@ def build_attack(
 
     A stochastic ``model`` (or a LightningModule whose ``net`` is one) is attacked through its predictive mean over
     ``samples`` (default ``S_attack``) fresh posterior draws per step: expectation over transformation."""
-    from hydra.utils import instantiate
-
     from bench.models.stochastic import PredictiveMean, find_stochastic
 
     c = attack_config(cfg)
@@ -233,8 +238,24 @@ def build_attack(
     stochastic = find_stochastic(model)
     if stochastic is not None:
         model = PredictiveMean(stochastic, samples if samples is not None else eot_samples(c)[0])
-    partial = instantiate({"_target_": c["_target_"], "_partial_": True, **options})
-    return partial(model=model, eps=float(eps))
+    try:
+        key = json.dumps(options, sort_keys=True)
+    except TypeError:  # an option JSON cannot hold: instantiate it afresh
+        return _instantiate_partial(c["_target_"], options)(model=model, eps=float(eps))
+    return _cached_partial(c["_target_"], key)(model=model, eps=float(eps))
+
+
+def _instantiate_partial(target: str, options: Mapping[str, Any]) -> Callable:
+    from hydra.utils import instantiate
+
+    return instantiate({"_target_": target, "_partial_": True, **options})
+
+
+@functools.lru_cache(maxsize=64)
+def _cached_partial(target: str, options_json: str) -> Callable:
+    """Hydra's partial of the factory, made once per process and option set: ``instantiate`` costs about a
+    millisecond, which an evaluation of a few hundred examples would otherwise pay for every attack it builds."""
+    return _instantiate_partial(target, json.loads(options_json))
 
 
 def takes_index(atk: Any) -> bool:

@@ -95,8 +95,20 @@ class RobustAccuracyCallback(L.Callback):
             return
         dev = pl_module.device
         nc = trainer.datamodule.num_classes
-        self.stochastic = find_stochastic(pl_module)
-        self.scorer = pl_module if self.stochastic is None else PredictiveMean(self.stochastic, self.s_eval)
+        stochastic = find_stochastic(pl_module)
+        prev = getattr(self, "_built_for", None)
+        if prev is not None and prev[0] is pl_module and prev[1] is stochastic and prev[2:] == (dev, nc):
+            # another evaluation of the same model: its attacks are reused and the metrics start from zero
+            for m in (self.clean, *self.robust.values(), *(c for e in self.eps for c in self.counts[e].values())):
+                m.reset()
+        else:
+            self._build(pl_module, stochastic, dev, nc)
+            self._built_for = (pl_module, stochastic, dev, nc)
+        self.noise_gen = torch.Generator().manual_seed(1234 + self.seed)
+
+    def _build(self, pl_module: L.LightningModule, stochastic: Any, dev: torch.device, nc: int) -> None:
+        self.stochastic = stochastic
+        self.scorer = pl_module if stochastic is None else PredictiveMean(stochastic, self.s_eval)
         self.clean = PerGroupAccuracy(nc).to(dev)
         self.robust = {e: PerGroupAccuracy(nc).to(dev) for e in self.eps}
 
@@ -106,21 +118,21 @@ class RobustAccuracyCallback(L.Callback):
         self.attacks = {e: build(e) for e in self.eps}
         self.stronger: dict[float, Any] = {}
         self.more_samples: dict[float, Any] = {}
+        names: list[str] = []
         if self.check:
             self.attack0 = build(0.0)
             if self.iterative:
                 steps = int(self.cfg.get("steps", 10)) * self.steps_multiplier
                 self.stronger = {e: build(e, steps=steps) for e in self.eps}
-            if self.stochastic is not None:
+            if stochastic is not None:
                 self.more_samples = {e: build(e, samples=self.s_attack * self.samples_multiplier) for e in self.eps}
-        names = [
-            "noise",
-            "eps0_mismatch",
-            *(["more_steps"] if self.stronger else []),
-            *(["more_samples"] if self.more_samples else []),
-        ]
+            names = [
+                "noise",
+                "eps0_mismatch",
+                *(["more_steps"] if self.stronger else []),
+                *(["more_samples"] if self.more_samples else []),
+            ]
         self.counts = {e: {n: SumMetric().to(dev) for n in names} for e in self.eps}
-        self.noise_gen = torch.Generator().manual_seed(1234 + self.seed)
 
     def _predict(self, x: Tensor, eval_seed: int) -> Tensor:
         """Predictions (deterministic model) or predictive-mean log-probabilities under the batch's fixed draws."""

@@ -65,6 +65,24 @@ def _summed(records: list[dict], field: str) -> float | None:
     return None if any(v is None for v in values) else round(sum(float(v) for v in values), 1)
 
 
+def earlier_cost(path: Path) -> float | None:
+    """CPU (else wall) seconds of the record already at ``path``, from an earlier run of the same config (the one a
+    ``--rerun`` replaces); ``None`` when there is none or it does not say."""
+    try:
+        rec = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    cost = rec.get("cpu_s", rec.get("duration_s")) if isinstance(rec, dict) else None
+    return float(cost) if isinstance(cost, (int, float)) else None
+
+
+def longest_first(entries: list, costs: list[float | None]) -> list:
+    """``entries`` in the order a worker pool finishes soonest: runs of unknown cost first (in plan order, they may
+    be long), then the known ones by falling cost (greedy longest-processing-time scheduling)."""
+    order = sorted(range(len(entries)), key=lambda i: (costs[i] is not None, -(costs[i] or 0.0), i))
+    return [entries[i] for i in order]
+
+
 def _threads_per_run(cfg) -> int:
     """The torch threads of a run whose config went through :func:`run_identity` (which resolves ``auto``)."""
     from bench.harness.threads import usable_cores
@@ -201,6 +219,8 @@ def run_verify(overrides: list[str], rerun: bool = False, jobs: str | int | None
             unique.setdefault(entry[2], entry)
         pending = list(unique.values())
         log_dir = Path(str(pending[0][4].results_dir)) / str(pending[0][4].task.name) / "verify" / "logs"
+        # a rerun knows what each run cost last time: the long ones go first, so no worker idles at the end
+        pending = longest_first(pending, [earlier_cost(e[2]) for e in pending])
         run_in_processes([(i, ov, p, w) for i, ov, p, w, _ in pending], len(plan), n_jobs, log_dir)
         records = []
         for path, h, rec in entries:
