@@ -452,29 +452,31 @@ def main(argv: list[str] | None = None) -> int:
         raw_attack_loop(net, dm_chunk, device)
         callback_attack(net, dm_chunk, False, a.accelerator)
 
-        def raw(_: int) -> None:
-            sw = raw_attack_loop(net, dm_chunk, device)
-            res["raw_pgd"].add(sw.wall, sw.cpu)
+        def raw_on(dm: TensorDataModule, key: str) -> Callable[[int], None]:
+            def run(_: int) -> None:
+                sw = raw_attack_loop(net, dm, device)
+                res[key].add(sw.wall, sw.cpu)
 
-        def callback(_: int) -> None:
-            timed, sw = callback_attack(net, dm_chunk, False, a.accelerator)
-            res["cb_pgd"].add(timed.wall, timed.cpu)
-            res["cb_pgd_test"].add(sw.wall, sw.cpu)
+            return run
 
-        def validity(_: int) -> None:
-            timed, _ = callback_attack(net, dm_chunk, True, a.accelerator)
-            res["cb_pgd_validity"].add(timed.wall, timed.cpu)
+        def callback_on(
+            dm: TensorDataModule, key: str, validity: bool = False, whole_test: str | None = None
+        ) -> Callable[[int], None]:
+            def run(_: int) -> None:
+                timed, sw = callback_attack(net, dm, validity, a.accelerator)
+                res[key].add(timed.wall, timed.cpu)
+                if whole_test is not None:
+                    res[whole_test].add(sw.wall, sw.cpu)
 
-        def raw_big(_: int) -> None:
-            sw = raw_attack_loop(net, dm_big, device)
-            res["raw_pgd_big"].add(sw.wall, sw.cpu)
+            return run
 
-        def callback_big(_: int) -> None:
-            timed, _ = callback_attack(net, dm_big, False, a.accelerator)
-            res["cb_pgd_big"].add(timed.wall, timed.cpu)
-
-        interleaved([raw, callback, validity], attack_repeats)
-        interleaved([raw_big, callback_big], attack_repeats)
+        small = [
+            raw_on(dm_chunk, "raw_pgd"),
+            callback_on(dm_chunk, "cb_pgd", whole_test="cb_pgd_test"),
+            callback_on(dm_chunk, "cb_pgd_validity", validity=True),
+        ]
+        interleaved(small, attack_repeats)
+        interleaved([raw_on(dm_big, "raw_pgd_big"), callback_on(dm_big, "cb_pgd_big")], attack_repeats)
         cnn = None
         if gpu or a.cnn:
             cnn = cnn_case(a, device, tmp)

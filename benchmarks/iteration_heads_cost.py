@@ -41,7 +41,7 @@ def step_fn(ctx, problem: str, cot: bool):
     dm = ctx.build_datamodule(problem=problem, cot=cot)
     dm.setup()
     module = ctx.build_module(dm)
-    opt = torch.optim.Adam(module.parameters(), lr=1e-3)
+    opt = module.optimizer_factory(params=[p for p in module.parameters() if p.requires_grad])  # the config's Adam
     batches = [b for chunk in dm.train_dataloader() for b in (chunk if isinstance(chunk, list) else [chunk])]
 
     def step(i: int) -> None:

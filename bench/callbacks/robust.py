@@ -89,6 +89,7 @@ class RobustAccuracyCallback(L.Callback):
             self.iterative = attack_iterative(self.cfg)
             self.s_attack, self.s_eval = eot_samples(self.cfg)
         self.validity: dict[str, dict[str, Any]] = {}
+        self._built_for: tuple | None = None  # (module, stochastic part, device, classes) the attacks were built for
 
     def on_test_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if not self.enabled:
@@ -96,7 +97,7 @@ class RobustAccuracyCallback(L.Callback):
         dev = pl_module.device
         nc = trainer.datamodule.num_classes
         stochastic = find_stochastic(pl_module)
-        prev = getattr(self, "_built_for", None)
+        prev = self._built_for
         if prev is not None and prev[0] is pl_module and prev[1] is stochastic and prev[2:] == (dev, nc):
             # another evaluation of the same model: its attacks are reused and the metrics start from zero
             for m in (self.clean, *self.robust.values(), *(c for e in self.eps for c in self.counts[e].values())):
