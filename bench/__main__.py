@@ -99,7 +99,14 @@ def cmd_fit(argv: list[str]) -> int:
     from bench.harness.validation import check_composition, first_of_sweeps
 
     # a misspelled key or a bad value type: one line here instead of Hydra's block
-    check_composition(first_of_sweeps([o for o in overrides if not o.startswith("hydra")]))
+    cfg = check_composition(first_of_sweeps([o for o in overrides if not o.startswith("hydra")]))
+    from pathlib import Path
+
+    from bench.harness.run import check_writable
+
+    if not any(a in ("--cfg", "-c", "--info", "-i") for a in argv):  # those print, they run nothing
+        # Hydra writes its own folder under work_dir before the run starts: an unusable one is one line here
+        check_writable(Path(str(cfg.work_dir)) / "hydra", "work_dir")
     from bench.harness.config import searchpath_overrides
     from bench.harness.hydra_app import MULTIRUN, hydra_fit
 

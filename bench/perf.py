@@ -356,17 +356,41 @@ def load_average() -> str:
         return "load average unknown"
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, with a bad argument as the CLI's one line (no usage block)."""
+
+    def error(self, message: str):
+        from bench.harness.errors import BenchError
+
+        raise BenchError(f"bench perf: {message} (bench perf --help lists the options)")
+
+
+def _at_least(low: int):
+    """An argparse type: an integer >= ``low`` (``--epochs -1`` would never end, ``--repeats 0`` has no median)."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = None
+        if value is None or value < low:
+            raise argparse.ArgumentTypeError(f"{text!r} is not allowed: give an integer >= {low}")
+        return value
+
+    return parse
+
+
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="bench perf")
-    p.add_argument("--epochs", type=int, default=30)
-    p.add_argument("--repeats", type=int, default=5)
+    p = _Parser(prog="bench perf")
+    p.add_argument("--epochs", type=_at_least(1), default=30)
+    p.add_argument("--repeats", type=_at_least(1), default=5)
     p.add_argument(
         "--attack-repeats",
-        type=int,
+        type=_at_least(1),
         default=None,
         help="repeats of the robust-evaluation variants, each 30x cheaper than a training run (default 5x --repeats)",
     )
-    p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's own)")
+    p.add_argument("--threads", type=_at_least(1), default=None, help="torch threads (default: torch's own)")
     p.add_argument("--accelerator", choices=("cpu", "gpu"), default="cpu")
     p.add_argument(
         "--judge",
@@ -377,14 +401,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--cnn", action="store_true", help="also the CNN case (always on with --accelerator gpu)")
     p.add_argument(
         "--cnn-examples",
-        type=int,
+        type=_at_least(1),
         default=None,
         help="CNN case training examples (default 51200 on a GPU, 1024 on the CPU)",
     )
-    p.add_argument("--cnn-epochs", type=int, default=None, help="CNN case epochs (default 3 on a GPU, 1 on the CPU)")
+    p.add_argument(
+        "--cnn-epochs", type=_at_least(1), default=None, help="CNN case epochs (default 3 on a GPU, 1 on the CPU)"
+    )
     p.add_argument(
         "--checkpoint-every",
-        type=int,
+        type=_at_least(0),
         default=None,
         help="checkpoint_every_n_epochs for the whole-fit variant (default: the config's; paper profiles use 0-200)",
     )

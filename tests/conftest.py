@@ -32,3 +32,15 @@ def run_bench(tmp_path):
         return run_fit(cfg)
 
     return _run
+
+
+def fit_in_subprocess(tmp_path: Path, *overrides: str, timeout: float = 600) -> None:
+    """``python -m bench fit <overrides>`` as a separate process (DDP launches its workers from there), with results
+    and run folders in ``tmp_path``, loggers and the summary off; fails the test with the run's stderr."""
+    import subprocess
+    import sys
+
+    args = [sys.executable, "-m", "bench", "fit", "logger=none", "print_summary=false"]
+    args += [f"results_dir={tmp_path}/results", f"work_dir={tmp_path}/runs", *overrides]
+    r = subprocess.run(args, capture_output=True, text=True, cwd=tmp_path, timeout=timeout)
+    assert r.returncode == 0, r.stderr[-3000:]

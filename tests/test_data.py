@@ -43,9 +43,8 @@ def test_cifar10_reads_the_python_release_format(tmp_path):
 
 
 def test_cifar_missing_files_say_where_and_how(tmp_path):
-    dm = CIFARDataModule(root=str(tmp_path / "none"), name="cifar100")
-    with pytest.raises(BenchError, match="cifar-100-python") as e:
-        dm.setup()
+    with pytest.raises(BenchError, match="cifar-100-python") as e:  # refused when built, before setup
+        CIFARDataModule(root=str(tmp_path / "none"), name="cifar100")
     assert "data.download=true" in str(e.value)
 
 

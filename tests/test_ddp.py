@@ -2,31 +2,14 @@
 duplicated padding samples (the digits test split has an odd size)."""
 
 import json
-import subprocess
-import sys
 
 import pytest
+from conftest import fit_in_subprocess
 
 
 def fit(tmp_path, *overrides):
-    args = [
-        sys.executable,
-        "-m",
-        "bench",
-        "fit",
-        "task=neural_collapse",
-        "profile=smoke",
-        "attack=none",
-        "logger=none",
-        "data.eval_batch_size=50",
-        "callbacks.neural_collapse.max_train_samples=null",
-        "print_summary=false",
-        f"results_dir={tmp_path}/results",
-        f"work_dir={tmp_path}/runs",
-        *overrides,
-    ]
-    r = subprocess.run(args, capture_output=True, text=True, cwd=tmp_path, timeout=600)
-    assert r.returncode == 0, r.stderr[-3000:]
+    nc = ["task=neural_collapse", "profile=smoke", "attack=none", "data.eval_batch_size=50"]
+    fit_in_subprocess(tmp_path, *nc, "callbacks.neural_collapse.max_train_samples=null", *overrides)
 
 
 def test_ddp_cpu_matches_single_process_on_the_same_checkpoint(tmp_path):

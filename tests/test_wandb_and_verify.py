@@ -163,13 +163,13 @@ def test_verify_jobs_checks_values_first_and_names_a_failing_run_and_its_log(tmp
     with pytest.raises(BenchError, match=r"^optimizer.lr='abc' is not allowed"):  # one line, no process started
         run_verify(["task=fixture", "optimizer.lr=abc", "logger=none"], jobs=2)
     assert not (tmp_path / "results" / "fixture" / "verify" / "logs").exists()
-    # a run that fails inside its process (a bad data size is found when the datamodule is built)
+    # a run that fails inside its process (values are all checked first now: what is left is the run folder)
     with pytest.raises(
         BenchError,
         match=r"4 run\(s\) of the verify plan failed: fixture.variant=. seed=. .*\(exit 1: "
-        r"error: data.n_train=-5 is not allowed.*log: ",
+        r"error: ckpt_path=last: no earlier run.*log: ",
     ):
-        run_verify(["task=fixture", "logger=none", "data.n_train=-5"], jobs=2)
+        run_verify(["task=fixture", "logger=none", "ckpt_path=last"], jobs=2)
 
 
 def test_verify_jobs_rejects_a_bad_count():

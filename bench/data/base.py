@@ -9,6 +9,7 @@ import torch
 from torch import Tensor
 
 from bench.harness.loaders import InMemoryLoader, trainer_device
+from bench.harness.seeding import generator as seeded_generator
 
 Split = Mapping[str, Tensor]
 _KEEP: Any = object()  # "keep the datamodule's own value" in with_splits
@@ -157,7 +158,7 @@ class SplitsView(TensorDataModule):
 
 def stratified_split(y: Tensor, fractions: list[float], seed: int) -> list[Tensor]:
     """Indices of a stratified split of labels ``y`` into parts with the given fractions (sum <= 1)."""
-    g = torch.Generator().manual_seed(seed)
+    g = seeded_generator(seed, "split")
     parts: list[list[Tensor]] = [[] for _ in fractions]
     for c in torch.unique(y):
         idx = torch.nonzero(y == c).flatten()

@@ -21,19 +21,26 @@ _LAYOUT = {
 }
 
 
-def read_cifar_split(root: str | Path, name: str, split: str) -> tuple[np.ndarray, np.ndarray]:
-    """Read the ``train`` or ``test`` split of ``name`` in {cifar10, cifar100}: uint8 images (N, 3, 32, 32)
-    and int labels."""
-    folder, train_files, test_files, label_key = _LAYOUT[name]
+def check_cifar_files(root: str | Path, name: str, files: list[str] | None = None) -> None:
+    """One line naming the missing files of ``name`` (default: both splits) and how to get them."""
+    folder, train_files, test_files, _ = _LAYOUT[name]
     base = Path(root).expanduser() / folder
-    files = train_files if split == "train" else test_files
-    missing = [f for f in files if not (base / f).is_file()]
+    missing = [f for f in (files if files is not None else [*train_files, *test_files]) if not (base / f).is_file()]
     if missing:
         raise BenchError(
             f"{name}: missing {', '.join(missing)} in {base}. Put the python release there "
             f"(the CIFAR python release from https://www.cs.toronto.edu/~kriz/cifar.html"
             ", extracted), or run with data.download=true."
         )
+
+
+def read_cifar_split(root: str | Path, name: str, split: str) -> tuple[np.ndarray, np.ndarray]:
+    """Read the ``train`` or ``test`` split of ``name`` in {cifar10, cifar100}: uint8 images (N, 3, 32, 32)
+    and int labels."""
+    folder, train_files, test_files, label_key = _LAYOUT[name]
+    base = Path(root).expanduser() / folder
+    files = train_files if split == "train" else test_files
+    check_cifar_files(root, name, files)
     xs, ys = [], []
     for f in files:
         with open(base / f, "rb") as fh:
@@ -69,6 +76,8 @@ class CIFARDataModule(TensorDataModule):
         self.limit_train, self.limit_test = limit_train, limit_test
         self.num_classes = 10 if name == "cifar10" else 100
         self.input_shape = (3, 32, 32)
+        if not download:  # missing files are the first thing to report (before anything asks about the data)
+            check_cifar_files(root, name)
 
     def prepare_data(self) -> None:
         if self.download:

@@ -9,6 +9,7 @@ import torch
 
 from bench.data.base import TensorDataModule
 from bench.harness.errors import BenchError
+from bench.harness.seeding import generator as seeded_generator
 
 
 class CirclesDataModule(TensorDataModule):
@@ -67,5 +68,5 @@ class CirclesDataModule(TensorDataModule):
         return {"x": x[perm].to(self.dtype), "y": y[perm]}
 
     def build(self):
-        g = torch.Generator().manual_seed(self.seed)
+        g = seeded_generator(self.seed, "circles")
         return {"train": self._draw(self.train_counts, g), "test": self._draw(self.test_counts, g)}

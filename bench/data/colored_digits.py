@@ -15,6 +15,7 @@ from torch import Tensor
 from bench.data.base import TensorDataModule, stratified_split
 from bench.data.digits import load_digits_tensors
 from bench.harness.errors import BenchError
+from bench.harness.seeding import generator as seeded_generator
 
 # background colours (RGB); ink is white
 PALETTE = (
@@ -91,7 +92,7 @@ class ColoredDigitsDataModule(TensorDataModule):
     def build(self):
         gray, digit = load_digits_tensors()
         y = (digit >= 5).long() if self.task == "binary" else digit
-        g = torch.Generator().manual_seed(self.seed)
+        g = seeded_generator(self.seed, "colored_digits")
         train_f = 1.0 - self.val_fraction - self.test_fraction
         parts = stratified_split(digit, [train_f, self.val_fraction, self.test_fraction], self.seed)
         splits = {}

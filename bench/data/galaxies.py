@@ -27,6 +27,7 @@ from torch import Tensor
 
 from bench.data.base import TensorDataModule
 from bench.harness.errors import BenchError
+from bench.harness.seeding import generator as seeded_generator
 
 CLASS_NAMES = ("smooth_round", "smooth_elliptical", "edge_on_disc", "spiral", "barred_spiral", "merger", "irregular")
 
@@ -338,7 +339,7 @@ class GalaxiesDataModule(TensorDataModule):
         for i, (name, per_class) in enumerate(self.n.items()):
             if per_class <= 0:
                 continue
-            g = torch.Generator().manual_seed(int(self.seed) * 1000 + i)
+            g = seeded_generator(int(self.seed) * 1000 + i, "galaxies", i)
             y = torch.arange(self.num_classes).repeat_interleave(per_class)
             x = render(codes[y], self.image_size, g, noise=self.noise, psf=self.psf)
             splits[name] = {"x": x, "y": y}

@@ -13,6 +13,7 @@ import torch.nn.functional as F
 
 from bench.data.base import TensorDataModule, stratified_split
 from bench.harness.errors import BenchError
+from bench.harness.seeding import generator as seeded_generator
 
 GALAXY10_CLASSES = (
     "disturbed",
@@ -61,7 +62,7 @@ def read_galaxy10_h5(
         labels = torch.as_tensor(np.asarray(f["ans"]), dtype=torch.long)
         keep = torch.arange(len(labels))
         if max_per_class is not None:
-            g = torch.Generator().manual_seed(seed)
+            g = seeded_generator(seed, "galaxy10")
             keep = torch.cat(
                 [
                     idx[torch.randperm(len(idx), generator=g)[:max_per_class]]
@@ -88,7 +89,7 @@ def read_image_folder(
     classes = sorted(p.name for p in root.iterdir() if p.is_dir())
     if not classes:
         raise BenchError(f"{root}: no class sub-folders; the image-folder layout is {root}/<class name>/*.png|jpg")
-    g = torch.Generator().manual_seed(seed)
+    g = seeded_generator(seed, "galaxy10")
     xs, ys = [], []
     for c, name in enumerate(classes):
         files = sorted(p for p in (root / name).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 
 from bench.data.base import TensorDataModule
+from bench.harness.seeding import generator as seeded_generator
 
 
 class GaussianMixtureDataModule(TensorDataModule):
@@ -31,7 +32,7 @@ class GaussianMixtureDataModule(TensorDataModule):
         self.n_train, self.n_test, self.separation, self.noise = n_train, n_test, separation, noise
 
     def build(self):
-        g = torch.Generator().manual_seed(self.seed)
+        g = seeded_generator(self.seed, "gaussians")
         means = torch.randn(self.num_classes, self.dim, generator=g)
         means = self.separation * means / means.norm(dim=1, keepdim=True)
 

@@ -14,6 +14,7 @@ from torch import Tensor
 
 from bench.data.base import TensorDataModule
 from bench.harness.errors import BenchError
+from bench.harness.seeding import generator as seeded_generator
 
 TEACHERS = ("dense", "sparse")
 INPUTS = ("gaussian", "sparse")
@@ -77,7 +78,7 @@ class LinearTeacherDataModule(TensorDataModule):
 
     def _generator(self, stream: int) -> torch.Generator:
         # separate streams: the training pool does not change with n_test, nor the teacher with either
-        return torch.Generator().manual_seed(int(self.seed) * 7919 + stream)
+        return seeded_generator(int(self.seed) * 7919 + stream, "linear_teacher", stream)
 
     def _draw_teacher(self) -> Tensor:
         g = self._generator(0)

@@ -4,6 +4,7 @@ layout torchvision's ``download=True`` creates), held in memory in [0, 1]; optio
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Sequence
 
 import torch
@@ -45,6 +46,10 @@ class MNISTDataModule(TensorDataModule):
         self.limit_train, self.limit_test = limit_train, limit_test
         self.num_classes = len(self.classes)
         self.input_shape = (784,) if flatten else (1, 28, 28)
+        raw = Path(root).expanduser() / DATASETS[name] / "raw"
+        if not download and not raw.is_dir():  # reported first, before anything asks about the data
+            raise BenchError(f"{name}: no files under {raw}. Put the four *-ubyte files there, or run with "
+                             "data.download=true")
 
     def _dataset(self, train: bool):
         import torchvision

@@ -5,6 +5,8 @@ from __future__ import annotations
 import torch
 
 from bench.data.base import TensorDataModule
+from bench.harness.seeding import bounded_seed
+from bench.harness.seeding import generator as seeded_generator
 
 
 def make_mnist1d(num_samples: int = 5000, seed: int = 42) -> dict:
@@ -12,7 +14,7 @@ def make_mnist1d(num_samples: int = 5000, seed: int = 42) -> dict:
 
     args = get_dataset_args()
     args.num_samples = num_samples
-    args.seed = seed
+    args.seed = bounded_seed(seed, "mnist1d")  # the package seeds numpy's legacy generator: [0, 2**32) only
     return make_dataset(args)
 
 
@@ -43,7 +45,7 @@ class MNIST1DDataModule(TensorDataModule):
         splits = {"train": {"x": xtr, "y": ytr}, "test": {"x": xte, "y": yte}}
         if self.val_fraction > 0:
             n_val = int(len(yte) * self.val_fraction)
-            g = torch.Generator().manual_seed(self.seed)
+            g = seeded_generator(self.seed, "mnist1d/val")
             perm = torch.randperm(len(yte), generator=g)
             va, te = perm[:n_val], perm[n_val:]
             splits["val"] = {"x": xte[va], "y": yte[va]}

@@ -16,6 +16,7 @@ import torch
 from torch import Tensor
 
 from bench.data.base import TensorDataModule
+from bench.harness.seeding import generator as seeded_generator
 
 
 def group_counts(n: int, num_classes: int, num_attributes: int, majority_prob: float) -> list[list[int]]:
@@ -94,7 +95,7 @@ class SpuriousFeaturesDataModule(TensorDataModule):
         return {"x": x[perm], "y": cls[perm], "group": (2 * cls + att)[perm]}
 
     def build(self):
-        g = torch.Generator().manual_seed(self.seed)
+        g = seeded_generator(self.seed, "spurious")
         return {
             "train": self._draw(self.n_train, self.spurious_prob, g),
             "val": self._draw(self.n_val, self.val_spurious_prob, g),

@@ -10,9 +10,7 @@ whole new checkpoint).
 from __future__ import annotations
 
 import contextlib
-import os
 import signal
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -21,8 +19,8 @@ import torch
 from lightning.fabric.utilities.cloud_io import _load as pl_load
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
+from bench.harness.atomic import atomic_write
 from bench.harness.errors import BenchError, RunInterrupted
-from bench.harness.record import readable_mode
 
 RESUME_HINT = "Continue it with the same command plus ckpt_path=last."
 
@@ -35,31 +33,20 @@ def interrupted(how: str) -> RunInterrupted:
 
 
 def save_atomic(obj: Any, path: str | Path) -> None:
-    """``torch.save`` to a temp file beside ``path``, fsync, rename over ``path``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            torch.save(obj, fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, readable_mode())  # mkstemp makes 0600
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-    with contextlib.suppress(OSError):  # make the rename itself durable
-        dfd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dfd)
-        finally:
-            os.close(dfd)
+    """``torch.save`` through the one atomic writer (:mod:`bench.harness.atomic`: a temp file beside ``path``, fsync,
+    rename over ``path``, fsync of the folder)."""
+    atomic_write(path, lambda fh: torch.save(obj, fh))
 
 
-def unreadable(path: str | Path, exc: BaseException) -> BenchError:
+def unreadable(path: str | Path, exc: BaseException, named_by: str | None = None) -> BenchError:
+    """The line for a checkpoint that cannot be read. A file of the run's own (``named_by`` None) may be deleted to
+    redo its stage; a file the user named (``named_by``: the key that named it) is theirs: never advise deleting it."""
     detail = str(exc).splitlines()[0][:120] if str(exc) else ""
+    if named_by is not None:
+        return BenchError(
+            f"{named_by}={path} cannot be read as a checkpoint ({type(exc).__name__}: {detail}); give a file "
+            "written by torch.save or a stage's last.ckpt"
+        )
     return BenchError(
         f"cannot read checkpoint {path} ({type(exc).__name__}: {detail}); "
         "it is damaged or not a checkpoint: delete it to redo that stage from its start (ckpt_path=last "
@@ -67,24 +54,52 @@ def unreadable(path: str | Path, exc: BaseException) -> BenchError:
     )
 
 
-def load_checkpoint_file(path: str | Path, weights_only: bool = False) -> Any:
+def load_checkpoint_file(path: str | Path, weights_only: bool = False, named_by: str | None = None) -> Any:
     """``torch.load`` on CPU, with a clear line naming the file when it cannot be read."""
     try:
         return torch.load(str(path), map_location="cpu", weights_only=weights_only)
     except Exception as e:  # torch raises RuntimeError, EOFError, UnpicklingError, ... for a damaged file
-        raise unreadable(path, e) from None
+        raise unreadable(path, e, named_by) from None
 
 
-def check_checkpoint_file(path: str | Path) -> None:
+def check_checkpoint_file(path: str | Path, named_by: str | None = None) -> None:
     """A cheap check before training that ``path`` is a torch checkpoint at all (torch saves zip archives) and its
-    archive directory is intact (a truncated file fails here)."""
+    archive directory is intact (a truncated file fails here). ``named_by``: the key the user named it with."""
     import zipfile
 
+    if named_by is not None and not Path(path).is_file():
+        raise BenchError(f"{named_by}={path}: no such file; give a file written by torch.save or a stage's last.ckpt")
     try:
         with zipfile.ZipFile(path) as zf:
             zf.namelist()
     except (zipfile.BadZipFile, OSError) as e:
-        raise unreadable(path, e) from None
+        raise unreadable(path, e, named_by) from None
+
+
+def weights_mismatch(exc: BaseException, path: Any, named_by: str) -> BenchError | None:
+    """One line for torch's multi-line ``load_state_dict`` error (weights of another model), or None for any
+    other error."""
+    text = str(exc)
+    if "Error(s) in loading state_dict" not in text:
+        return None
+    problems = [ln.strip() for ln in text.splitlines()[1:] if ln.strip()]
+    first = problems[0][:200] if problems else "keys or shapes differ"
+    return BenchError(
+        f"{named_by}={path} holds weights of another model ({first}); give a checkpoint of the same model and data "
+        "config (model=..., data=...)"
+    )
+
+
+def load_weights(module: torch.nn.Module, path: str | Path, named_by: str = "init_weights") -> None:
+    """Load the state dict (or Lightning checkpoint) the user named into ``module``; one line for a file that is
+    not a checkpoint or holds another model's weights."""
+    state = load_checkpoint_file(path, named_by=named_by)
+    if not isinstance(state, dict):
+        raise BenchError(f"{named_by}={path} holds a {type(state).__name__}, not a state dict or checkpoint")
+    try:
+        module.load_state_dict(state.get("state_dict", state))
+    except RuntimeError as e:
+        raise (weights_mismatch(e, path, named_by) or e) from None
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
@@ -95,7 +110,13 @@ class AtomicCheckpointIO(TorchCheckpointIO):
             raise TypeError("AtomicCheckpointIO does not take storage_options")
         if "://" in str(path):
             return super().save_checkpoint(checkpoint, path)
-        save_atomic(checkpoint, path)
+        try:
+            save_atomic(checkpoint, path)
+        except OSError as e:  # a full disk or a folder gone read-only: the previous checkpoint is still whole
+            raise BenchError(
+                f"could not write the checkpoint {path} ({e.strerror or e}); make room in {Path(path).parent} "
+                "and run the same command plus ckpt_path=last (the previous checkpoint there is kept)"
+            ) from None
 
     def load_checkpoint(self, path: Any, map_location: Any = None, weights_only: bool | None = None) -> dict:
         if "://" in str(path):

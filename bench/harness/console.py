@@ -115,9 +115,11 @@ def verify_summary(task: str, results_dir: str | Path = "results") -> tuple[dict
         pass
     for path in candidates:
         try:
-            return json.loads(path.read_text()), path
-        except (OSError, ValueError):
+            summary = json.loads(path.read_text())
+        except (OSError, ValueError, RecursionError):  # unreadable, not JSON, or nested past the parser's depth
             continue
+        if isinstance(summary, dict):  # `[]` or a number is no summary: read as "not verified"
+            return summary, path
     return None
 
 

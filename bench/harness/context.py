@@ -24,16 +24,26 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from omegaconf import DictConfig, OmegaConf
 
 from bench.callbacks.rng_state import RNGStateCallback, collect_rng_state, restore_rng_state
+from bench.harness.atomic import atomic_write_text
 from bench.harness.checkpoint import (
     AtomicCheckpointIO,
     interrupted,
     lightning_signals,
     load_checkpoint_file,
+    load_weights,
     save_atomic,
 )
+from bench.harness.errors import BenchError
 from bench.harness.record import clean_number, config_hash
+from bench.harness.seeding import stage_seed
 
 _MISSING = object()
+CALLBACK_STATES = "callbacks.pt"  # a finished stage's callback states, beside its done marker
+
+
+def _holds_state(callback: L.Callback) -> bool:
+    """Whether a callback keeps state across a checkpoint (overrides ``state_dict``, as Lightning checks it)."""
+    return type(callback).state_dict is not L.Callback.state_dict
 
 
 def plain_config(node: Any) -> Any:
@@ -47,29 +57,7 @@ def plain_config(node: Any) -> Any:
     return node
 
 
-def stage_seed(seed: int, stage: str) -> int:
-    """A seed in [0, 2**32) derived from any integer ``seed`` and a stage name (sha256 of both)."""
-    return int(config_hash({"seed": int(seed), "stage": stage})[:8], 16)
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write ``text`` to a temp file in the same folder, fsync, rename: readers see the old or the whole new file."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "w") as fh:
-        fh.write(text)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
-
-
-def atomic_torch_save(obj: Any, path: Path) -> None:
-    """``torch.save`` through a temp file in the same folder (fsync, rename)."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "wb") as fh:
-        torch.save(obj, fh)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+atomic_torch_save = save_atomic  # one atomic torch.save (bench.harness.checkpoint, through bench.harness.atomic)
 
 
 def _slurm_requeue_checkpoints(stage_dir: Path) -> list[Path]:
@@ -90,6 +78,9 @@ class RunContext:
         self.artifacts: dict[str, str] = {}
         self.seed = int(cfg.seed)
         self._seed_scope: int | None = None  # set inside cached_stage: the seed its stages derive from
+        self.user_checkpoint: tuple[str, Path] | None = None  # (stage, file) of ckpt_path=<file>
+        self.user_checkpoint_used = False
+        self.replayed_stages: list[str] = []  # stages reloaded from their done marker instead of trained
 
     # -- building components from config -------------------------------------------------------------------
     def build_datamodule(self, cfg: Any = None, **kwargs: Any):
@@ -217,7 +208,7 @@ class RunContext:
     def _resume_checkpoint(self, stage: str, sdir: Path) -> str | None:
         """The checkpoint a stage continues from: the one the user named for it (``ckpt_path=<file>``), else under
         ``ckpt_path=last`` its ``last.ckpt``."""
-        named = getattr(self, "user_checkpoint", None)
+        named = self.user_checkpoint
         if named is not None and named[0] == stage:
             return str(named[1])
         if _slurm_requeue_checkpoints(sdir):
@@ -240,30 +231,30 @@ class RunContext:
         ``callbacks=None`` means the config's callbacks; pass ``[]`` for none."""
         sdir = self.stage_dir(stage)
         done = sdir / "done.json"
-        if self.resume and done.is_file():
-            # finished before the interruption: reload its result instead of training again, and the random state
-            # it ended with, so that what follows draws what it drew in the uninterrupted run
-            module.load_state_dict(load_checkpoint_file(sdir / "final.pt", weights_only=True))
-            if (sdir / "rng.pt").is_file():
-                restore_rng_state(load_checkpoint_file(sdir / "rng.pt", weights_only=True))
-            saved = json.loads(done.read_text())
-            self.metrics.update(saved["metrics"])
-            self.validity.update(saved["validity"])
-            return saved["metrics"]
+        cbs = (self.config_callbacks() if callbacks is None else list(callbacks)) + list(extra_callbacks)
+        named = self.user_checkpoint is not None and self.user_checkpoint[0] == stage
+        redo = False
+        if self.resume and done.is_file() and not named:  # a checkpoint the user names is trained on, not skipped
+            replayed = self._replay_stage(stage, sdir, module, cbs)
+            if replayed is not None:
+                return replayed
+            # trained again from its start: its last.ckpt holds the end of training, from which the last epoch's
+            # training metrics would be missing
+            redo = True
+        self._claim_user_checkpoint(stage)
         init = self.cfg.get("init_weights")
         if init and stage == "main":
             # start from given weights (fine-tuning; with trainer.max_epochs=0, evaluating a checkpoint)
-            state = load_checkpoint_file(str(init))
-            module.load_state_dict(state.get("state_dict", state))
-        cbs = (self.config_callbacks() if callbacks is None else list(callbacks)) + list(extra_callbacks)
+            load_weights(module, str(init), named_by="init_weights")  # one line for a file of another model
         # first, so the random state is back before any other callback draws from it
-        trainer = self.trainer(stage, [RNGStateCallback(), *cbs], **trainer_overrides)
-        ckpt = self._resume_checkpoint(stage, sdir)
+        logged = LoggedMetricsState()
+        trainer = self.trainer(stage, [RNGStateCallback(), logged, *cbs], **trainer_overrides)
+        ckpt = None if redo else self._resume_checkpoint(stage, sdir)
         self.seed_stage(stage)  # a resumed stage is seeded alike; the checkpoint's random state then replaces it
         self._run_trainer(trainer, trainer.fit, module, datamodule=datamodule, ckpt_path=ckpt)
         for hpc in _slurm_requeue_checkpoints(sdir) if trainer.is_global_zero else []:
             hpc.unlink(missing_ok=True)  # used up; on SLURM, Lightning's test would otherwise load its older weights
-        metrics = {k: v for k, v in trainer.callback_metrics.items()}
+        metrics = {**logged.restored, **trainer.callback_metrics}
         if test:
             self._run_trainer(trainer, trainer.test, module, datamodule=datamodule, verbose=False)
             metrics.update(trainer.callback_metrics)
@@ -271,15 +262,75 @@ class RunContext:
         if trainer.is_global_zero:
             save_atomic(module.state_dict(), sdir / "final.pt")
             save_atomic(collect_rng_state(), sdir / "rng.pt")
+            # what the stage's callbacks collected (snapshots, selected epoch, curves): a replay hands it back
+            save_atomic({cb.state_key: cb.state_dict() for cb in cbs if _holds_state(cb)}, sdir / CALLBACK_STATES)
             validity = (
                 {k: v for k, v in self.validity.items() if k.startswith(self._name(stage, ""))}
                 if stage != "main"
                 else self.validity
             )
-            tmp = done.with_suffix(".tmp")
-            tmp.write_text(json.dumps({"metrics": out, "validity": validity}, default=str))
-            os.replace(tmp, done)
+            # written last: the marker vouches for every file above
+            atomic_write_text(done, json.dumps({"metrics": out, "validity": validity}, default=str))
         return out
+
+    def _replay_stage(
+        self, stage: str, sdir: Path, module: L.LightningModule, callbacks: list[L.Callback]
+    ) -> dict[str, float | None] | None:
+        """A stage finished before the interruption: its weights, the random state it ended with (so that what
+        follows draws what it drew in the uninterrupted run), its callbacks' states and its metrics, instead of
+        training it again. ``None`` when a callback's state was not kept with it (a marker from an older version):
+        the stage is then trained again, which gives the same result."""
+        done = sdir / "done.json"
+        try:
+            saved = json.loads(done.read_text())
+            metrics, validity = dict(saved["metrics"]), dict(saved["validity"])
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            raise BenchError(
+                f"cannot read {done} ({type(e).__name__}): the marker of the finished stage {stage!r} is damaged; "
+                "delete it to redo that stage (ckpt_path=last still reuses the other finished stages)"
+            ) from None
+        stateful = [cb for cb in callbacks if _holds_state(cb)]
+        states = load_checkpoint_file(sdir / CALLBACK_STATES) if (sdir / CALLBACK_STATES).is_file() else {}
+        if any(cb.state_key not in states for cb in stateful):
+            return None
+        module.load_state_dict(load_checkpoint_file(sdir / "final.pt", weights_only=True))
+        for cb in stateful:
+            cb.load_state_dict(states[cb.state_key])
+        if (sdir / "rng.pt").is_file():
+            restore_rng_state(load_checkpoint_file(sdir / "rng.pt", weights_only=True))
+        self.replayed_stages.append(stage)
+        self.metrics.update(metrics)
+        self.validity.update(validity)
+        return metrics
+
+    def _claim_user_checkpoint(self, stage: str) -> None:
+        """Before ``stage`` trains: the checkpoint the user named (``ckpt_path=<file>``) is for this stage, or was
+        used already; a run that would train another stage first is refused now, not after training with the
+        file ignored."""
+        if self.user_checkpoint is None or self.user_checkpoint_used:
+            return
+        named, path = self.user_checkpoint
+        if named == stage:
+            self.user_checkpoint_used = True
+            return
+        raise BenchError(
+            f"ckpt_path={path} continues stage {named!r}, but this {self.cfg.task.name} run trains stage {stage!r} "
+            f"first ({named!r} trains later, comes from a shared stage cache, or does not exist); give a checkpoint "
+            f"of the stage that trains first (here {stage!r}: stages/{stage}/last.ckpt of a run folder), "
+            "ckpt_path=last to continue this config's run, or no ckpt_path"
+        )
+
+    def check_user_checkpoint_used(self) -> None:
+        """After the protocol: a named checkpoint that no stage trained from (the task has no such stage, or its
+        stages came from a shared cache) is refused rather than silently ignored."""
+        if self.user_checkpoint is None or self.user_checkpoint_used:
+            return
+        named, path = self.user_checkpoint
+        raise BenchError(
+            f"ckpt_path={path} continues stage {named!r}, but this {self.cfg.task.name} run trained no such stage "
+            "(none by that name, or it came from a shared stage cache); give a checkpoint of a stage this run "
+            "trains, ckpt_path=last to continue this config's run, or no ckpt_path"
+        )
 
     def test(
         self,
@@ -335,6 +386,7 @@ class RunContext:
                 lg.log_metrics({k: v for k, v in replay["metrics"].items() if v is not None})
             return torch.load(result_file, map_location="cpu", weights_only=True)
         before = (dict(self.metrics), dict(self.validity), dict(self.artifacts))
+        replays_before = len(self.replayed_stages)
         # every stage fitted inside derives its seed from the cached stage's seed, not the run's: the result
         # depends on the key alone, whichever run computes it first
         outer, self._seed_scope = self._seed_scope, seed
@@ -343,6 +395,11 @@ class RunContext:
             result = train_fn()
         finally:
             self._seed_scope = outer
+        if len(self.replayed_stages) > replays_before:
+            # part of it was reloaded from a resumed run's done markers: right for this run, but anything a stage
+            # held outside its callbacks' states would be missing, and other runs would inherit that. Only a result
+            # computed in one go is shared; the next run that needs it computes it once.
+            return result
         replay = {
             "metrics": {k: v for k, v in self.metrics.items() if before[0].get(k, _MISSING) != v},
             "validity": {k: v for k, v in self.validity.items() if k not in before[1]},
@@ -420,6 +477,26 @@ def _stage_lock(folder: Path):
             yield
         finally:
             fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+class LoggedMetricsState(L.Callback):
+    """What a stage has logged so far (``trainer.callback_metrics``) travels with its checkpoints. A stage resumed
+    from the checkpoint of its last epoch trains no further epoch, and one resumed mid-way does not log again what
+    only earlier epochs logged: ``restored`` hands back what the uninterrupted stage would still hold."""
+
+    def __init__(self) -> None:
+        self.restored: dict[str, torch.Tensor] = {}
+        self._trainer: L.Trainer | None = None
+
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        self._trainer = trainer
+
+    def state_dict(self) -> dict[str, Any]:
+        logged = self._trainer.callback_metrics if self._trainer is not None else {}
+        return {"metrics": {k: torch.as_tensor(v).detach().cpu().clone() for k, v in logged.items()}}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.restored = dict(state_dict.get("metrics") or {})
 
 
 class LastCheckpoint(ModelCheckpoint):

@@ -6,10 +6,14 @@ import os
 import sys
 
 import hydra
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from bench.harness.errors import BenchError, RunInterrupted
 from bench.harness.registry import conf_dir
+
+# conf/config.yaml names Hydra's output folder after the process (``${bench.pid:}``): concurrent runs get their own
+if not OmegaConf.has_resolver("bench.pid"):
+    OmegaConf.register_new_resolver("bench.pid", lambda: os.getpid())
 
 # a multirun goes on after a failing job (a NaN in an lr sweep); ``bench fit`` then exits non-zero with the count
 MULTIRUN: dict = {"jobs": 0, "failures": [], "records": []}

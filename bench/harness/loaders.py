@@ -17,6 +17,8 @@ from collections.abc import Iterator, Mapping
 import torch
 from torch import Tensor
 
+from bench.harness.seeding import generator as seeded_generator
+
 
 class EpochSeed:
     """Holds the epoch for the shuffling generator. Lightning calls ``set_epoch`` on ``loader.sampler``,
@@ -89,8 +91,7 @@ class InMemoryLoader:
 
     def _indices(self) -> Tensor:
         if self.shuffle:
-            # kept below 2**63 (the generator's range) so any integer seed works; smaller values are unchanged
-            g = torch.Generator().manual_seed((self.seed * 1_000_003 + self.sampler.epoch) % 2**63)
+            g = seeded_generator(self.seed * 1_000_003 + self.sampler.epoch, "shuffle")
             perm = torch.randperm(self.n, generator=g)
         else:
             perm = torch.arange(self.n)

@@ -108,7 +108,9 @@ class BenchModule(L.LightningModule):
         for b in batches:
             total += self.optimizer_step_on(b)
         mean = total / len(batches)
-        self.log("train/loss", mean, on_step=False, on_epoch=True, prog_bar=True, batch_size=1)
+        # under DDP each process steps on its own shard (the batch size is per process): the epoch's value is
+        # averaged over every process (one all-reduce at the epoch's end; nothing to reduce on one process)
+        self.log("train/loss", mean, on_step=False, on_epoch=True, prog_bar=True, batch_size=1, sync_dist=True)
         return mean
 
     def transfer_batch_to_device(self, batch: Any, device: torch.device, dataloader_idx: int) -> Any:

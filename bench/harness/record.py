@@ -6,13 +6,15 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
 import re
 import sys
-import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
+
+from bench.harness.atomic import atomic_write_text
+from bench.harness.errors import BenchError
+from bench.harness.spec import NAME_PATTERN
 
 SCHEMA_VERSION = 2  # 2: headline_metrics are {name, display, higher_is_better}; label from task.label keys
 
@@ -83,7 +85,27 @@ def clean_number(v: Any) -> float | int | None:
     return int(f) if isinstance(v, int) else f
 
 
-TASK_NAME = re.compile(r"^[a-z][a-z0-9_]*$")  # the registry's pattern: a task name is also a file name
+TASK_NAME = NAME_PATTERN  # the registry's pattern (a task name is also a module, folder and file name)
+# One file or folder name: no separator, not "." / "..", not hidden, not an option ("-x"), no control characters,
+# short enough for a temp name beside it. Anything that becomes a path (run_id, a name a report builds from a
+# record) passes this first.
+PLAIN_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.=+@-]{0,199}")
+
+
+def is_plain_name(value: object) -> bool:
+    """Whether ``value`` is a string that is safe as one path component (:data:`PLAIN_NAME`)."""
+    return isinstance(value, str) and PLAIN_NAME.fullmatch(value) is not None
+
+
+def check_plain_name(value: object, key: str) -> str:
+    """``value`` when it is a plain name, else a :class:`BenchError` naming ``key``, the value and the rule."""
+    if not is_plain_name(value):
+        raise BenchError(
+            f"{key}={value!r} is not a plain file name: use letters, digits and _ . = + @ - (not first: . - ), "
+            "at most 200 characters, no / or \\"
+        )
+    return str(value)
+
 
 # field -> the JSON types it may hold (null only where listed)
 _TYPES: dict[str, tuple[type, ...]] = {
@@ -128,7 +150,7 @@ def validate(record: Any) -> None:
             raise ValueError(f"record field {name} is {type(v).__name__}, expected {allowed}")
     if not TASK_NAME.match(record["task"]):
         raise ValueError(f"record task {record['task']!r} does not match {TASK_NAME.pattern}")
-    if not record["run_id"] or "/" in record["run_id"] or "\\" in record["run_id"] or record["run_id"] in (".", ".."):
+    if not is_plain_name(record["run_id"]):
         raise ValueError(f"record run_id {record['run_id']!r} is not a plain name")
     bad = [
         k for k, v in record["metrics"].items() if not (v is None or isinstance(v, (int, float))) or isinstance(v, bool)
@@ -147,32 +169,10 @@ def validate(record: Any) -> None:
 
 
 def write_record(record: dict, path: str | Path) -> Path:
-    """Validate, then write to a temp file in the same folder and rename: a reader sees the old file or the
-    whole new one, never half of it."""
+    """Validate, then write atomically (:mod:`bench.harness.atomic`): a reader sees the old file or the whole new
+    one, never half of it."""
     validate(record)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as fh:
-            json.dump(record, fh, indent=2, sort_keys=True)
-            fh.write("\n")
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, readable_mode())  # mkstemp makes 0600; records are outputs like any other file
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return path
-
-
-def readable_mode() -> int:
-    """0666 under the process umask (0644 under the usual 022), as ``open()`` would create a file."""
-    mask = os.umask(0)
-    os.umask(mask)
-    return 0o666 & ~mask
+    return atomic_write_text(path, json.dumps(record, indent=2, sort_keys=True) + "\n")
 
 
 def read_record(path: str | Path) -> dict:
@@ -187,6 +187,8 @@ def read_record(path: str | Path) -> dict:
         rec = json.loads(text)
     except json.JSONDecodeError as e:
         raise ValueError(f"is not valid JSON ({e.msg} at line {e.lineno}; truncated?)") from None
+    except RecursionError:  # nested deeper than the parser goes: no record is
+        raise ValueError("is JSON nested too deeply to be a record") from None
     validate(rec)
     return rec
 

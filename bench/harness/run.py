@@ -17,7 +17,7 @@ from bench.harness.checkpoint import run_signals
 from bench.harness.claims import RecordSet, evaluate, load_claims
 from bench.harness.errors import BenchError
 from bench.harness.provenance import git_sha, package_versions
-from bench.harness.record import SCHEMA_VERSION, config_hash, write_record
+from bench.harness.record import SCHEMA_VERSION, check_plain_name, config_hash, write_record
 from bench.harness.spec import headline, run_label
 from bench.harness.validation import validate_run_config
 
@@ -38,7 +38,11 @@ def run_identity(cfg: DictConfig) -> tuple[str, str, str]:
     # value derived from ${seed} (data.seed, a stage's seed, ...) drops out with the seed itself; the thread count
     # changes only the last bits, so it splits configs (the run hash) but not rows
     g = config_hash(OmegaConf.to_container(cfg, resolve=False), exclude=("seed", "num_threads"))
-    run_id = str(cfg.get("run_id") or f"{h[:12]}")
+    # the run id names the run folder (which a fresh run clears) and the record file: one plain name, checked
+    # before anything is written (run_id=/abs/path or ../x would reach outside work_dir and results_dir)
+    given = cfg.get("run_id")
+    run_id = h[:12] if given is None or str(given) == "" else check_plain_name(str(given), "run_id")
+    check_plain_name(str(cfg.task.name), "task.name")  # the folder of both (validate_run_config says more)
     return run_id, h, g
 
 
@@ -70,6 +74,17 @@ def user_error(e: BaseException) -> BenchError | None:
             return e
         e = e.__cause__ or e.__context__  # type: ignore[assignment]
         seen += 1
+    return None
+
+
+def _foreign_weights(e: BaseException, cfg: DictConfig) -> BenchError | None:
+    """A checkpoint the user named (``ckpt_path``, ``init_weights``) of another model: one line naming it."""
+    from bench.harness.checkpoint import weights_mismatch
+
+    for key in ("ckpt_path", "init_weights"):
+        value = cfg.get(key)
+        if value and str(value) != "last":
+            return weights_mismatch(e, value, key)
     return None
 
 
@@ -129,6 +144,7 @@ def run_fit(cfg: DictConfig) -> dict:
     resume, user_checkpoint = resume_plan(cfg, run_dir)
     if rank == 0:
         check_writable(Path(str(cfg.results_dir)) / task, "results_dir")
+        check_writable(run_dir.parent, "work_dir")  # a file or a read-only folder: one line, before training
     run_dir.mkdir(parents=True, exist_ok=True)
     with run_lock(run_dir, rank), run_signals():
         if not resume and rank == 0:
@@ -159,7 +175,7 @@ def resume_plan(cfg: DictConfig, run_dir: Path) -> tuple[bool, tuple[str, Path] 
             f"ckpt_path={ckpt}: no such file; give a checkpoint file (e.g. a stage's last.ckpt) "
             "or ckpt_path=last to continue this config's run"
         )
-    check_checkpoint_file(path)
+    check_checkpoint_file(path, named_by="ckpt_path")
     stages = (run_dir / "stages").resolve()
     if stages in path.parents:
         return True, (path.relative_to(stages).parts[0], path)
@@ -227,7 +243,8 @@ def _run_in(
     from hydra.utils import instantiate
 
     from bench.harness.checkpoint import Terminated, interrupted
-    from bench.harness.context import RunContext, stage_seed
+    from bench.harness.context import RunContext
+    from bench.harness.seeding import bounded_seed
 
     if cfg.get("num_threads"):
         import torch
@@ -235,8 +252,7 @@ def _run_in(
         # small models on a shared machine run many times faster on one thread than on oversubscribed ones
         torch.set_num_threads(int(cfg.num_threads))
     seed = int(cfg.seed)
-    # seeds in numpy's range are used as they are; any other integer is hashed into it
-    L.seed_everything(seed if 0 <= seed < 2**32 else stage_seed(seed, "run"), workers=True, verbose=False)
+    L.seed_everything(bounded_seed(seed, "run"), workers=True, verbose=False)
 
     loggers, wandb_logger = _build_loggers(cfg, run_dir, run_id, g, resume, rank)
     ctx = RunContext(cfg, run_dir, loggers, resume)
@@ -244,6 +260,7 @@ def _run_in(
     try:
         protocol = instantiate(cfg.task.protocol, _partial_=True)
         protocol(ctx)
+        ctx.check_user_checkpoint_used()  # a named ckpt_path no stage trained from is refused, not ignored
     except BaseException as e:
         if wandb_logger is not None:
             import wandb
@@ -253,7 +270,7 @@ def _run_in(
             raise interrupted("stopped by SIGTERM") from None
         if isinstance(e, KeyboardInterrupt):
             raise interrupted("interrupted (Ctrl+C)") from None
-        cause = user_error(e)
+        cause = user_error(e) or _foreign_weights(e, cfg)
         if cause is not None:
             raise cause from None
         raise

@@ -9,11 +9,14 @@ A task's config declares its plan::
         runs: [[method=st], [method=at]]         # one entry per run (each a list of overrides)
         seeds: [0]
 
-A record is reused when one with the same config hash exists (same config, same seed); ``--rerun`` ignores them.
+A record is reused when its config hashes (recomputed) to the run's config hash (same config, same seed); ``--rerun``
+ignores them.
 ``--jobs N`` runs up to N missing runs at once in N worker processes (each run's console output goes to
 ``<results_dir>/<task>/verify/logs/<run_id>.log``); a run's record is the same as in one process, since a run
 depends only on its config and seed. ``--jobs auto``: one job per core the runs' threads leave free.
 Cached stages shared between runs are computed once: a run waiting for another's stage blocks on its lock.
+SIGTERM or Ctrl+C stops the runs in progress (and the workers: none outlives verify) and prints one line: rerun the
+same command, which reuses the finished runs.
 """
 
 from __future__ import annotations
@@ -25,9 +28,11 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
+from bench.harness.atomic import atomic_write_text
 from bench.harness.claims import RecordSet, all_pass, evaluate, load_claims
 from bench.harness.config import compose
-from bench.harness.errors import BenchError
+from bench.harness.errors import BenchError, RunInterrupted
+from bench.harness.record import config_hash as hash_of
 from bench.harness.record import read_record
 
 
@@ -47,8 +52,9 @@ def verify_plan(overrides: list[str]) -> list[list[str]]:
 
 
 def _reusable(path: Path, config_hash: str) -> dict | None:
-    """The record at ``path`` when it exists, reads and has ``config_hash``; otherwise ``None`` (a warning for an
-    unreadable one, which is then run again)."""
+    """The record at ``path`` when it exists, reads and its config hashes to ``config_hash`` (recomputed: the stored
+    ``config_hash`` alone does not prove what the config holds); otherwise ``None`` (a warning for an unreadable or
+    edited one, which is then run again)."""
     if not path.is_file():
         return None
     try:
@@ -56,7 +62,14 @@ def _reusable(path: Path, config_hash: str) -> dict | None:
     except (ValueError, OSError) as e:
         print(f"warning: not reusing {path} ({e}); running it again", file=sys.stderr)
         return None
-    return rec if rec.get("config_hash") == config_hash else None
+    if rec["config_hash"] != config_hash:
+        return None
+    if hash_of(rec["config"]) != config_hash:
+        print(
+            f"warning: not reusing {path} (its config does not hash to its config_hash); running again", file=sys.stderr
+        )
+        return None
+    return rec
 
 
 def _summed(records: list[dict], field: str) -> float | None:
@@ -70,7 +83,7 @@ def earlier_cost(path: Path) -> float | None:
     ``--rerun`` replaces); ``None`` when there is none or it does not say."""
     try:
         rec = json.loads(path.read_text())
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):  # RecursionError: nested too deeply to be a record
         return None
     cost = rec.get("cpu_s", rec.get("duration_s")) if isinstance(rec, dict) else None
     return float(cost) if isinstance(cost, (int, float)) else None
@@ -131,12 +144,15 @@ def _run_logged(overrides: list[str], log: str) -> tuple[int, str]:
     sys.stdout.flush()
     sys.stderr.flush()
     saved = os.dup(1), os.dup(2)
-    status = 0
+    status, stopped = 0, False
     with open(log, "w") as fh:
         os.dup2(fh.fileno(), 1)
         os.dup2(fh.fileno(), 2)
         try:
             run_fit(compose(list(overrides)))
+        except RunInterrupted as e:  # verify is stopping its workers (or someone stopped this one)
+            print(f"error: {e}", file=sys.stderr)
+            status, stopped = e.exit_code, True
         except BenchError as e:
             print(f"error: {e}", file=sys.stderr)
             status = 1
@@ -150,21 +166,61 @@ def _run_logged(overrides: list[str], log: str) -> tuple[int, str]:
             os.dup2(saved[1], 2)
             os.close(saved[0])
             os.close(saved[1])
+    if stopped:  # end the worker: it must not take the next queued run of a verify that is stopping
+        os._exit(status)
     lines = [ln for ln in Path(log).read_text(errors="replace").splitlines() if ln.strip()]
     return status, lines[-1] if lines else "no output"
+
+
+def _worker_started(parent: int) -> None:
+    """A worker's first step: it ends with verify. Ctrl+C reaches every process of the terminal's group; the
+    workers ignore it and are stopped by verify instead (one line, no traceback per worker). On Linux the kernel
+    sends the worker SIGTERM when verify dies by any means, SIGKILL included (``PR_SET_PDEATHSIG``)."""
+    import os
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if sys.platform.startswith("linux"):
+        import contextlib
+        import ctypes
+
+        with contextlib.suppress(OSError, AttributeError):
+            ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGTERM))  # 1: PR_SET_PDEATHSIG
+    if os.getppid() != parent:  # verify ended before the line above took effect
+        os._exit(143)
+
+
+def _stop_workers(processes: list, grace_s: float = 10.0) -> None:
+    """SIGTERM every worker (a run in progress ends as ``bench fit`` does on SIGTERM: no record), then SIGKILL
+    those still alive after ``grace_s``; every one is reaped, so none outlives verify."""
+    for p in processes:
+        if p.is_alive():
+            p.terminate()
+    end = time.time() + grace_s
+    for p in processes:
+        p.join(max(0.0, end - time.time()))
+    for p in processes:
+        if p.is_alive():
+            p.kill()
+            p.join()
 
 
 def run_in_processes(pending: list[tuple[int, list[str], Path, str]], n_total: int, jobs: int, log_dir: Path) -> None:
     """Run ``(index, overrides, record path, description)`` entries in ``jobs`` worker processes (each imports the
     suite once and runs its share of the plan one run after another, as ``bench fit`` would). Raises one
-    :class:`BenchError` naming every failed run and its log after all have ended."""
+    :class:`BenchError` naming every failed run and its log after all have ended. Interrupted (SIGTERM, Ctrl+C), it
+    cancels the queued runs and stops the workers before the interruption goes on."""
     import multiprocessing as mp
+    import os
     from concurrent.futures import ProcessPoolExecutor, as_completed
 
     log_dir.mkdir(parents=True, exist_ok=True)
     failed = []
     # spawn: a fresh interpreter per worker (no forked torch thread pools or open loggers)
-    with ProcessPoolExecutor(max_workers=jobs, mp_context=mp.get_context("spawn")) as pool:
+    pool = ProcessPoolExecutor(
+        max_workers=jobs, mp_context=mp.get_context("spawn"), initializer=_worker_started, initargs=(os.getpid(),)
+    )
+    try:
         futures = {}
         for i, ov, path, what in pending:
             log = log_dir / f"{path.stem}.log"
@@ -181,11 +237,45 @@ def run_in_processes(pending: list[tuple[int, list[str], Path, str]], n_total: i
                 continue
             failed.append(f"{what} (exit {status}: {last}; log: {log})")
             print(f"[{i}/{n_total}] FAILED: {failed[-1]}", file=sys.stderr, flush=True)
+    except BaseException:
+        workers = list((pool._processes or {}).values())  # the executor keeps no public handle on them
+        pool.shutdown(wait=False, cancel_futures=True)
+        _stop_workers(workers)
+        raise
+    pool.shutdown(wait=True)
     if failed:
         raise BenchError(f"{len(failed)} run(s) of the verify plan failed: " + "; ".join(failed))
 
 
+def verify_interrupted(exit_code: int) -> RunInterrupted:
+    """The one line of an interrupted verify. ``bench fit``'s advice (``ckpt_path=last``) would stop at the first
+    run of the plan that never started; rerunning the command reuses every finished run's record."""
+    how = "stopped by SIGTERM" if exit_code == 143 else "interrupted (Ctrl+C)"
+    err = RunInterrupted(
+        f"verify was {how}; the runs in progress wrote no record. Continue it with the same bench verify command "
+        "(finished runs are reused, the others run again)"
+    )
+    err.exit_code = exit_code
+    return err
+
+
 def run_verify(overrides: list[str], rerun: bool = False, jobs: str | int | None = None) -> int:
+    """Run or reuse the task's verify plan and check its claims; exit status 0 iff every gating claim passes.
+    SIGTERM and Ctrl+C end it (and any worker process) with one line that says how to continue."""
+    from bench.harness.checkpoint import Terminated, run_signals
+
+    with run_signals():  # SIGTERM raises here, so verify can stop its workers and say how to continue
+        try:
+            return _run_verify(overrides, rerun, jobs)
+        except Terminated:
+            raise verify_interrupted(143) from None
+        except KeyboardInterrupt:
+            raise verify_interrupted(130) from None
+        except RunInterrupted as e:  # a run in this process: bench fit's line would advise ckpt_path=last
+            raise verify_interrupted(e.exit_code) from None
+
+
+def _run_verify(overrides: list[str], rerun: bool, jobs: str | int | None) -> int:
     from bench.harness.experiments import select_task
     from bench.harness.registry import tasks
     from bench.harness.run import run_fit, run_identity
@@ -210,8 +300,10 @@ def run_verify(overrides: list[str], rerun: bool = False, jobs: str | int | None
             pending.append((i, ov, path, what, cfg))
     n_jobs = resolve_jobs(jobs, _threads_per_run(pending[0][4]) if pending else 1)
     if n_jobs > 1 and len(pending) > 1:
+        from bench.harness.run import quiet_lightning
         from bench.harness.validation import validate_run_config
 
+        quiet_lightning()  # validation builds each run's trainer: no Lightning banner per run here
         for *_, cfg in pending:  # a bad value is one line here, not one failure per process
             validate_run_config(cfg)
         unique = {}
@@ -256,15 +348,11 @@ def run_verify(overrides: list[str], rerun: bool = False, jobs: str | int | None
         "runs_wall_s": _summed(records, "duration_s"),
     }
     out = Path(str(base.results_dir)) / str(base.task.name) / "verify" / "latest.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_suffix(".tmp")
-    tmp.write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
-    tmp.replace(out)
+    atomic_write_text(out, json.dumps(summary, indent=2, sort_keys=True) + "\n")
     report = base.task.get("report")
     if report:
         summary["artifacts"] = run_report(str(report), RecordSet(records), out.parent)
-        tmp.write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
-        tmp.replace(out)
+        atomic_write_text(out, json.dumps(summary, indent=2, sort_keys=True) + "\n")
         for name, path in sorted(summary["artifacts"].items()):
             print(f"report: {name} -> {path}")
     print(f"verify: {'PASS' if ok else 'FAIL'} ({profile} profile) in {summary['duration_s']} s; summary at {out}")

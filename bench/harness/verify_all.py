@@ -17,7 +17,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench.harness.errors import BenchError
+from bench.harness.errors import BenchError, RunInterrupted
 from bench.harness.run import process_cpu_seconds
 
 
@@ -61,6 +61,8 @@ def verify_task(name: str, overrides: list[str], rerun: bool, jobs: str | int | 
     error = ""
     try:
         status = run_verify([f"task={name}", *overrides], rerun=rerun, jobs=jobs)
+    except RunInterrupted:  # Ctrl+C / SIGTERM end --all, not just this task's plan
+        raise
     except BenchError as e:  # one task's bad plan must not hide the others' results
         status, error = 1, str(e)
         print(f"error: {name}: {e}", file=sys.stderr)

@@ -11,13 +11,12 @@ with its heading); look-alike files it did not write are reported, never deleted
 
 from __future__ import annotations
 
-import os
-import tempfile
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from bench.harness.atomic import atomic_write_bytes
 from bench.harness.errors import BenchError
 from bench.harness.record import validate
 from bench.harness.spec import NAME_PATTERN
@@ -58,19 +57,6 @@ def check_record(r: object) -> str | None:
     if not headline(r):
         return "headline_metrics is empty"
     return None
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 def _owned_look_alike(name: str) -> bool:
@@ -167,14 +153,20 @@ def write(lb: Leaderboard, out_dir: str | Path) -> BuildResult:
     """Write the rendered files (each atomically), then remove the files of an earlier build that are not written
     now."""
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:  # --out names a file, or a folder that cannot be made
+        raise BenchError(
+            f"--out {out} is not a folder that can be written ({e.strerror or e}); give a folder, e.g. "
+            "--out results/leaderboard"
+        ) from None
     if (out / MANIFEST).is_file():
         previous = {ln.strip() for ln in (out / MANIFEST).read_text().splitlines() if ln.strip()}
     else:
         previous = _legacy_outputs(out)
     for name, data in lb.files.items():
-        _write_atomic(out / name, data)
-    _write_atomic(out / MANIFEST, ("".join(f"{n}\n" for n in sorted(lb.files))).encode())
+        atomic_write_bytes(out / name, data)
+    atomic_write_bytes(out / MANIFEST, ("".join(f"{n}\n" for n in sorted(lb.files))).encode())
     result = BuildResult([out / n for n in sorted(lb.files)] + [out / MANIFEST], skipped=lb.skipped, records=lb.records)
     for name in sorted(previous - set(lb.files)):
         p = out / name

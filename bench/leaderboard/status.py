@@ -60,7 +60,7 @@ def claim_status(results_dir: str | Path | None, task: str, version: str) -> Cla
         for c in summary["claims"]:
             status = "PASS" if c["passed"] else ("trend" if c.get("trend") else "FAIL")
             lines.append(ClaimLine(str(c["name"]), status, str(c.get("expected", "")), _measured(c.get("measured"))))
-    except (OSError, ValueError, KeyError, TypeError) as e:
+    except (OSError, ValueError, KeyError, TypeError, RecursionError) as e:  # RecursionError: nested too deeply
         return ClaimStatus(note=f"unreadable verify summary {path} ({type(e).__name__})")
     st = ClaimStatus(lines, str(summary.get("task_version", "")), str(summary.get("profile") or ""))
     notes = []

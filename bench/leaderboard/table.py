@@ -1,9 +1,9 @@
 """One task's leaderboard table from its records: rows, cells, ranks and best values (no rendering here).
 
 A row is one (label, config without the seed) of the task's newest version; a cell is a headline metric's mean ±
-std (ddof = 1) over the row's seeds. Rows are ranked by the first headline metric in its direction (ties share a
-rank, rows without a value come last, unranked); the best mean of every column with two or more
-values is marked.
+std (ddof = 1) over the row's distinct seeds (copies of one seed count once: :func:`one_per_seed`). Rows are ranked
+by the first headline metric in its direction (ties share a rank, rows without a value come last, unranked); the best
+mean of every column with two or more values is marked.
 
 Records of schema 1 name their headline metrics as a plain list of names: those keep their order, display as
 their name and count as higher-is-better (schema 1 had no direction). Schema 2 records carry
@@ -125,6 +125,16 @@ def _mark_best(rows: list[Row], metrics: list[Metric]) -> None:
             r.cells[m.name].best = r.cells[m.name].mean == best
 
 
+def one_per_seed(records: list[dict]) -> dict[int, dict]:
+    """Seed -> the record a row shows for it. Copies of one seed (another run_id, a copied file) are one seed, not
+    several: the newest ``created_at`` wins (a rerun replaces what it reran), ties and records without it by the
+    largest run_id, so the choice does not depend on the order the records were read in."""
+    chosen: dict[int, dict] = {}
+    for r in sorted(records, key=lambda r: (str(r.get("created_at") or ""), str(r["run_id"]))):
+        chosen[r["seed"]] = r
+    return chosen
+
+
 def task_table(task: str, records: list[dict]) -> TaskTable:
     """The table of ``task`` from its (already validated) records, for the newest task version among them."""
     newest = max((str(r["task_version"]) for r in records), key=version_key)
@@ -144,7 +154,7 @@ def task_table(task: str, records: list[dict]) -> TaskTable:
         configs_per_label[label].add(g)
     rows = []
     for (label, g), rs in groups.items():
-        rs = sorted(rs, key=lambda r: (r["seed"], str(r["run_id"])))
+        rs = sorted(one_per_seed(rs).values(), key=lambda r: (r["seed"], str(r["run_id"])))
         name = label if len(configs_per_label[label]) == 1 else f"{label} [{g[:6]}]"
         rows.append(Row(name, g, len(rs), [r["seed"] for r in rs], {m.name: _cell(rs, m.name) for m in metrics}))
     rows = _order_and_rank(rows, metrics[0] if metrics else None)

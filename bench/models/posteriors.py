@@ -31,6 +31,7 @@ from torch import Tensor, nn
 
 from bench.harness.errors import BenchError
 from bench.models.mlp import Normalize
+from bench.models.stochastic import example_keyed_noise
 
 
 def _sizes(input_shape: Sequence[int], hidden: Sequence[int], num_classes: int) -> list[int]:
@@ -198,16 +199,21 @@ class MCDropoutMLP(Posterior):
         sizes = _sizes(input_shape, hidden, num_classes)
         self.layers = nn.ModuleList(nn.Linear(a, b) for a, b in itertools.pairwise(sizes))
 
-    def _sample(self, h: Tensor) -> Tensor:
+    def _sample(self, h: Tensor, num_samples: int = 1) -> Tensor:
+        batch = h.shape[0] // num_samples
         for i, layer in enumerate(self.layers):
             h = layer(h)
             if i < len(self.layers) - 1:
-                h = F.dropout(F.relu(h), self.p, training=True)  # on in eval() too: this is the posterior
+                u = example_keyed_noise(num_samples, batch, (h.shape[1],), f"mc_dropout/{i}", False, h.device)
+                if u is None:
+                    h = F.dropout(F.relu(h), self.p, training=True)  # on in eval() too: this is the posterior
+                else:
+                    h = F.relu(h) * (u >= self.p).to(h.dtype) / (1.0 - self.p)
         return h
 
     def sample_logits(self, x: Tensor, num_samples: int) -> Tensor:
         h = self._inputs(x)
-        return self._sample(h.repeat(num_samples, 1)).view(num_samples, h.shape[0], -1)
+        return self._sample(h.repeat(num_samples, 1), num_samples).view(num_samples, h.shape[0], -1)
 
     def training_logits(self, x: Tensor) -> Tensor:
         return self._sample(self._inputs(x))[None]
@@ -245,11 +251,12 @@ class BayesLinear(nn.Module):
         self.bias_rho = nn.Parameter(torch.full((fan_out,), rho0))
         self.prior_std = float(prior_std)
 
-    def forward(self, h: Tensor) -> Tensor:
+    def forward(self, h: Tensor, noise: Tensor | None = None) -> Tensor:
+        """``noise``: the standard normal draws of the pre-activations (default: fresh from torch's generator)."""
         w_var, b_var = F.softplus(self.weight_rho) ** 2, F.softplus(self.bias_rho) ** 2
         mean = F.linear(h, self.weight_mu, self.bias_mu)
         var = F.linear(h * h, w_var, b_var)
-        return mean + var.clamp_min(1e-16).sqrt() * torch.randn_like(mean)
+        return mean + var.clamp_min(1e-16).sqrt() * (torch.randn_like(mean) if noise is None else noise.to(mean))
 
     def draw(self) -> tuple[Tensor, Tensor]:
         """One weight sample (w, b) of the layer."""
@@ -285,16 +292,18 @@ class MeanFieldVIMLP(Posterior):
         sizes = _sizes(input_shape, hidden, num_classes)
         self.layers = nn.ModuleList(BayesLinear(a, b, prior_std, init_std) for a, b in itertools.pairwise(sizes))
 
-    def _sample(self, h: Tensor) -> Tensor:
+    def _sample(self, h: Tensor, num_samples: int = 1) -> Tensor:
+        batch = h.shape[0] // num_samples
         for i, layer in enumerate(self.layers):
-            h = layer(h)
+            noise = example_keyed_noise(num_samples, batch, (layer.bias_mu.shape[0],), f"mfvi/{i}", True, h.device)
+            h = layer(h, noise)
             if i < len(self.layers) - 1:
                 h = F.relu(h)
         return h
 
     def sample_logits(self, x: Tensor, num_samples: int) -> Tensor:
         h = self._inputs(x)
-        return self._sample(h.repeat(num_samples, 1)).view(num_samples, h.shape[0], -1)
+        return self._sample(h.repeat(num_samples, 1), num_samples).view(num_samples, h.shape[0], -1)
 
     def training_logits(self, x: Tensor) -> Tensor:
         return self._sample(self._inputs(x))[None]

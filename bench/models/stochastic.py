@@ -11,7 +11,8 @@ against it, and the robust-evaluation callback relies on it):
   exact ensemble mean). It must be differentiable with respect to ``x`` (attacks take gradients through it).
   Random draws come from torch's global generator (``torch.rand*``, ``F.dropout``, ``Tensor.normal_``): the
   harness fixes the evaluation samples by seeding it inside ``torch.random.fork_rng``, which also keeps the
-  training stream untouched.
+  training stream untouched. Inside :func:`draws_keyed_by_example` a posterior may instead draw each example's
+  randomness from its index (:func:`example_keyed_noise`; MC dropout and VI do), the same on any DDP rank.
 * ``forward(x)`` is what training uses (e.g. one draw, or the ELBO's sample); evaluation never relies on it.
 
 The harness finds the stochastic model on the LightningModule itself or on its ``net`` attribute
@@ -27,11 +28,16 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator
 from contextlib import contextmanager
+from contextvars import ContextVar
 
 import torch
 from torch import Tensor, nn
 
+from bench.attacks.noise import per_example_uniform
 from bench.harness.errors import BenchError
+
+# (example indices of the batch being evaluated, seed) while draws_keyed_by_example is active
+_EXAMPLE_KEYS: ContextVar[tuple[Tensor, int] | None] = ContextVar("example_keys", default=None)
 
 
 def is_stochastic(model: object) -> bool:
@@ -132,3 +138,36 @@ def seeded(seed: int, device: torch.device | None = None) -> Iterator[None]:
         for index in devices:
             torch.cuda.default_generators[index].manual_seed(seed)
         yield
+
+
+@contextmanager
+def draws_keyed_by_example(index: Tensor, seed: int) -> Iterator[None]:
+    """Inside, posteriors that support it (MC dropout, mean-field VI) draw each example's randomness from (``seed``,
+    its index in ``index``) instead of torch's generator, as the robust callback keys its random starts: an example
+    gets the same posterior draws whatever batch or DDP rank it is in, so N processes give the numbers of one."""
+    token = _EXAMPLE_KEYS.set((index, int(seed)))
+    try:
+        yield
+    finally:
+        _EXAMPLE_KEYS.reset(token)
+
+
+def example_keyed_noise(
+    num_samples: int, batch: int, shape: tuple[int, ...], stream: str, normal: bool, device: torch.device
+) -> Tensor | None:
+    """Noise of ``shape`` per draw and example, ``[num_samples * batch, *shape]`` in the row order of
+    ``h.repeat(num_samples, 1)`` (draw-major), uniform in [0, 1) or standard normal (Box-Muller); ``None`` outside
+    :func:`draws_keyed_by_example` (then the caller draws from torch's generator as usual)."""
+    keys = _EXAMPLE_KEYS.get()
+    if keys is None:
+        return None
+    index, seed = keys
+    if len(index) != batch:
+        raise ValueError(f"draws keyed by {len(index)} example indices, but the batch has {batch} examples")
+    u = per_example_uniform(index, (num_samples, 2 if normal else 1, *shape), seed, stream, device)
+    if normal:
+        radius = torch.sqrt(-2 * torch.log1p(-u[:, :, 0].clamp(max=1 - 2**-24)))  # float32 may round u up to 1
+        noise = radius * torch.cos(2 * math.pi * u[:, :, 1])
+    else:
+        noise = u[:, :, 0]
+    return noise.transpose(0, 1).reshape(num_samples * batch, *shape)

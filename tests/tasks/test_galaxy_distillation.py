@@ -242,8 +242,16 @@ def test_smoke_distillation_caches_the_experts_and_is_reproducible(run_bench, tm
 
 
 def test_the_galaxies_standardisation_is_refused_on_other_data(run_bench, tmp_path):
-    base = ["task=galaxy_distillation", "profile=smoke", "data=galaxy10", "~data.n_train", "~data.n_test"]
+    import h5py
+    import numpy as np
+
+    # a tiny Galaxy10-style file: the data must exist (a missing file is reported first, as the cause)
+    path = tmp_path / "galaxy10.h5"
+    with h5py.File(path, "w") as f:
+        f["images"] = np.random.default_rng(0).integers(0, 255, (40, 16, 16, 3), dtype=np.uint8)
+        f["ans"] = np.repeat(np.arange(10), 4)
+    base = ["task=galaxy_distillation", "profile=smoke", "data=galaxy10"]  # the galaxies' sizes apply to them only
     with pytest.raises(BenchError, match="model.mean / model.std are the generated galaxies' per-band") as err:
-        run_bench(base + [f"data.path={tmp_path / 'missing.h5'}"])
+        run_bench(base + [f"data.path={path}"])
     assert "\n" not in str(err.value)
     assert not list((tmp_path / "results").rglob("*.json"))

@@ -7,13 +7,12 @@ from __future__ import annotations
 import copy
 import json
 import math
-import subprocess
-import sys
 from types import SimpleNamespace
 
 import numpy as np
 import pytest
 import torch
+from conftest import fit_in_subprocess
 
 from bench.data.digits import DigitsDataModule
 from bench.data.statistics import input_statistics
@@ -145,23 +144,8 @@ def test_init_nc1_is_measured_in_eval_mode():
 
 
 def _fit(tmp_path, *overrides):
-    args = [
-        sys.executable,
-        "-m",
-        "bench",
-        "fit",
-        "task=neural_collapse",
-        "profile=smoke",
-        "logger=none",
-        "data.eval_batch_size=50",
-        "callbacks.neural_collapse.max_train_samples=301",
-        "print_summary=false",
-        f"results_dir={tmp_path}/results",
-        f"work_dir={tmp_path}/runs",
-        *overrides,
-    ]
-    r = subprocess.run(args, capture_output=True, text=True, cwd=tmp_path, timeout=600)
-    assert r.returncode == 0, r.stderr[-3000:]
+    nc = ["task=neural_collapse", "profile=smoke", "data.eval_batch_size=50"]
+    fit_in_subprocess(tmp_path, *nc, "callbacks.neural_collapse.max_train_samples=301", *overrides)
 
 
 def test_ddp_two_processes_give_the_nc_metrics_of_one(tmp_path):

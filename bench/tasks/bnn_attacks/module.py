@@ -3,19 +3,22 @@
 The loss of one minibatch is ``mean_k CE(f_k(x), y) + penalty / N_train`` with ``f_k`` the posterior's training
 samples (one per ensemble member; the dropout / VI draw; the MAP point of HMC's start) and ``penalty`` its
 dataset-level term (KL to the prior for VI: the negative ELBO per example; the negative log prior for HMC's MAP
-start). ``test_step`` returns ``log p(y|x)`` of the predictive mean over ``eval_samples`` seeded posterior draws,
-which the harness's classification callback scores as ``test/acc``.
+start). ``test_step`` returns ``log p(y|x)`` of the predictive mean over ``eval_samples`` seeded posterior draws
+(MC dropout and VI: keyed by example index, the same on any number of DDP processes), which the harness's
+classification callback scores as ``test/acc``.
 """
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from typing import Any
 
 import torch.nn.functional as F
 from torch import Tensor
 
 from bench.harness.module import BenchModule
-from bench.models.stochastic import log_predictive_mean, seeded
+from bench.harness.seeding import bounded_seed
+from bench.models.stochastic import draws_keyed_by_example, log_predictive_mean, seeded
 
 
 class PosteriorModule(BenchModule):
@@ -37,5 +40,10 @@ class PosteriorModule(BenchModule):
         return log_predictive_mean(self.net.sample_logits(x, num_samples or self.eval_samples))
 
     def test_step(self, batch: dict[str, Tensor], batch_idx: int) -> dict[str, Any]:
-        with seeded(self.eval_seed + batch_idx, self.device):
+        # MC dropout and VI draw per example (keyed by its index): the same numbers on 1 or N DDP processes, whose
+        # batches hold other examples; what still draws from torch's generator (a member subset when S < M) is
+        # seeded per batch
+        index = batch.get("index")
+        keyed = nullcontext() if index is None else draws_keyed_by_example(index, self.eval_seed)
+        with seeded(bounded_seed(self.eval_seed + batch_idx, "bnn_attacks/test_step"), self.device), keyed:
             return {"logits": self.predictive_log_probs(batch["x"])}

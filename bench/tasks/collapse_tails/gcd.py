@@ -13,6 +13,7 @@ from torch import Tensor
 from bench.data.base import TensorDataModule
 from bench.harness.errors import BenchError
 from bench.harness.naming import point_prefix
+from bench.harness.seeding import generator as seeded_generator
 
 CUTS = ("none", "top_k", "top_p")
 
@@ -80,7 +81,7 @@ class GcdDataModule(TensorDataModule):
         g = torch.gcd(a, b)
         pair = torch.minimum(a, b) * (n + 1) + torch.maximum(a, b)  # the unordered pair
         keys, which = torch.unique(pair, return_inverse=True)
-        order = torch.randperm(len(keys), generator=torch.Generator().manual_seed(self.seed))
+        order = torch.randperm(len(keys), generator=seeded_generator(self.seed, "gcd/split"))
         bounds = torch.tensor([0.0, self.fractions[0], self.fractions[0] + self.fractions[1]]) * len(keys)
         split_of_key = torch.empty(len(keys), dtype=torch.long)
         split_of_key[order] = torch.bucketize(torch.arange(len(keys)).double(), bounds.double(), right=True) - 1

@@ -9,6 +9,7 @@ import torch
 
 from bench.harness.context import RunContext
 from bench.harness.errors import BenchError
+from bench.harness.seeding import generator as seeded_generator
 from bench.tasks.collapse_tails import gcd as gcd_lib
 from bench.tasks.collapse_tails import plots, sweeps
 
@@ -99,7 +100,7 @@ def run_gcd(ctx: RunContext) -> None:
     module = ctx.build_module(dm)
     ctx.fit(module, dm, stage=gcd_lib.generation_stage(0))
     generated = dm.split("generated")
-    generator = torch.Generator().manual_seed(ctx.seed)
+    generator = seeded_generator(ctx.seed, "gcd/generations")
     for n in range(1, int(cfg.generations) + 1):
         logits = gcd_lib.predict_logits(module, generated["x"])
         labels = gcd_lib.generate_labels(logits, str(cfg.cut), int(cfg.keep_classes), float(cfg.top_p), generator)

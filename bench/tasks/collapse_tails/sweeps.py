@@ -30,6 +30,7 @@ import numpy as np
 import torch
 
 from bench.harness.naming import point_name
+from bench.harness.seeding import generator as seeded_generator
 from bench.tasks.collapse_tails import hutter
 from bench.tasks.collapse_tails.zipf import Zipf, generation_chain, mix
 
@@ -186,7 +187,7 @@ def run_beta(cfg: Any, beta: float, generator: torch.Generator, check: MonteCarl
 
 def run_all(cfg: Any, seed: int) -> tuple[dict[str, float], list[Curves]]:
     """Every beta of ``cfg.betas``; the Monte-Carlo draws are seeded by ``seed``."""
-    generator = torch.Generator().manual_seed(int(seed))
+    generator = seeded_generator(int(seed), "hutter/monte_carlo")
     mc = cfg.monte_carlo
     check = MonteCarloCheck(hutter.log_grid(1, float(mc.t_max), int(mc.per_decade)), int(mc.reps))
     metrics: dict[str, float] = {}

@@ -20,7 +20,10 @@ class), ``t_plus.png`` (T+ over iterations), ``distilled.pt`` (images, labels, a
 and the distillation's CPU seconds).
 
 Settings that follow the data: image size, channel count and class count come from the datamodule (the ConvNet
-is built for ``input_shape``). The input standardisation ``model.mean`` / ``model.std`` is the generated
-galaxies' per-band statistics; on any other data (data=galaxy10) it is refused before training until
-``model.mean=[...] model.std=[...]`` give that data's per-channel statistics.
+is built for ``input_shape``); a ``model.depth`` that would shrink the final feature map below 2x2 on this image
+size (8 px at depth 3) is refused before training, naming the largest depth allowed. The input standardisation
+``model.mean`` / ``model.std`` is the generated galaxies' per-band statistics; on any other data (data=galaxy10) it
+is refused before training until ``model.mean=[...] model.std=[...]`` give that data's per-channel statistics. The
+paper and smoke profiles' image counts (``data.n_train`` / ``n_test``) apply to the generated galaxies only
+(conf/experiment_data/, conf/task_profile_data/).
 """

@@ -14,6 +14,17 @@ from torch import Tensor, nn
 
 from bench.models.mlp import Normalize
 
+MIN_FINAL_SIDE = 2  # the last block's instance norm then normalises over >= 4x4 values (2x2 is near-degenerate)
+
+
+def max_depth(side: int) -> int:
+    """The largest ``depth`` whose final feature map is at least ``MIN_FINAL_SIDE`` pixels wide on ``side``-pixel
+    images (32 px: 4, 28 px: 3, 8 px: 2); every block halves the map."""
+    d = 0
+    while side // 2 ** (d + 1) >= MIN_FINAL_SIDE:
+        d += 1
+    return d
+
 
 class ConvNet(nn.Module):
     def __init__(

@@ -36,6 +36,7 @@ from bench.harness.module import BenchModule
 from bench.harness.naming import point_name
 from bench.harness.stats import summarize
 from bench.tasks.galaxy_distillation import distill as D
+from bench.tasks.galaxy_distillation.convnet import MIN_FINAL_SIDE, max_depth
 from bench.tasks.galaxy_distillation.plots import image_grid, t_plus_curve
 
 METHODS = ("random_real", "class_mean", "mtt", "adaptive", "full")
@@ -68,8 +69,28 @@ def check_standardisation(cfg) -> None:
         )
 
 
+CONVNET = "bench.tasks.galaxy_distillation.convnet.ConvNet"
+
+
+def check_depth(cfg, dm) -> None:
+    """The ConvNet's depth must fit the data's image size: every block halves the map, and a final map under
+    ``MIN_FINAL_SIDE`` pixels leaves the last instance norm over <= 4 values (8 px at depth 3: 2x2, then 1x1), where
+    nothing learns and no error says why. MTT likewise raises the depth with the resolution (ConvNetD4 at 64 px)."""
+    if str(cfg.model.get("_target_", "")) != CONVNET or len(dm.input_shape) != 3:
+        return
+    side, depth = min(int(s) for s in dm.input_shape[1:]), int(cfg.model.depth)
+    allowed = max_depth(side)
+    if depth > allowed:
+        raise BenchError(
+            f"model.depth={depth} on {side}x{side} images leaves a {side // 2**depth}x{side // 2**depth} final map "
+            f"(each block halves it); the largest depth this image size allows is {allowed} (final map >= "
+            f"{MIN_FINAL_SIDE}x{MIN_FINAL_SIDE}): set model.depth={allowed} or use larger images"
+        )
+
+
 def check_config(cfg, dm) -> None:
     """Everything that can be checked before the experts train: one clear line each."""
+    check_depth(cfg, dm)
     gd = cfg.galaxy_distillation
     method = str(cfg.method)
     if method not in METHODS:

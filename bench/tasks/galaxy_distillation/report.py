@@ -8,6 +8,7 @@ from pathlib import Path
 import torch
 
 from bench.harness.claims import RecordSet
+from bench.harness.record import check_plain_name
 from bench.harness.stats import summarize
 from bench.tasks.galaxy_distillation.claims import net_accuracies
 
@@ -69,7 +70,8 @@ def report(records: RecordSet, out_dir: Path) -> dict[str, str]:
             continue
         saved = torch.load(path, map_location="cpu", weights_only=True)
         k = int(r["config"]["galaxy_distillation"]["images_per_class"])
-        name = f"distilled_{r['config']['method']}_k{k}_seed{r.get('seed', 0)}"
+        # a file name from record values: the same plain-name check as run ids (a record is a file anyone can edit)
+        name = check_plain_name(f"distilled_{r['config']['method']}_k{k}_seed{r.get('seed', 0)}", "report figure")
         data = r["config"].get("data") or {}
         generated = str(data.get("_target_", "")).endswith("GalaxiesDataModule")
         names = (

@@ -14,7 +14,8 @@ METRICS (sweep points named with :func:`bench.harness.naming.point_name`):
                                   hutch/<...> (with curvature.probes > 0)
   ``temperature=<T>/curv/<q>``    at ``w0`` with logits divided by ``T = alpha^-L`` (same q, without G)
   ``alpha=<a>/identity/hessian_rel_err``, ``alpha=<a>/identity/curv_abs_diff``  the identity of claim (a)
-  ``alpha=<a>/train/acc``, ``alpha=<a>/test/acc``  final accuracies after GD from ``alpha * w0``
+  ``alpha=<a>/train/acc``, ``alpha=<a>/test/acc``  final accuracies after GD from ``alpha * w0`` (None where it
+                                  diverged, marked ``alpha=<a>/diverged`` = 1, counted in ``sweep/diverged``)
   ``init=<i>/init/{grad_norm,prior_mismatch,loss}``  the random inits; ``inits/corr``, ``inits/slope``
   ``curv/peak``, ``curv/peak_alpha``, ``sweep/best_test_acc``, ``sweep/best_alpha``, ``sweep/test_acc_at_peak``,
   ``identity/max_curv_abs_diff``, ``model/depth``, ``model/num_params``

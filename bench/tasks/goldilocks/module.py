@@ -7,6 +7,7 @@ forward pass is ``vmap(functional_call)``, so one optimizer step advances all of
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -44,6 +45,11 @@ class AlphaSweepModule(BenchModule):
     gradient is then its own gradient times that factor, so a GD/SGD optimizer with rate ``lr`` takes exactly the
     step ``lr / alpha^(L-2) * grad`` (this needs an optimizer linear in the gradient; the task checks it).
 
+    Divergence at one alpha is a finding, not a failed run (the paper's point: outside the zone training fails):
+    once alpha's loss is non-finite its copy leaves the summed loss (the others' steps are unchanged), it is
+    logged as ``alpha=<a>/diverged`` = 1 and its accuracies are NaN (None in the record). Only when every alpha
+    has diverged does the loss the NaN guard watches become non-finite.
+
     Args:
         net: the template network (its weights are the base init w0; its buffers are shared by every copy).
         alphas: the init scales.
@@ -73,6 +79,8 @@ class AlphaSweepModule(BenchModule):
         )
         self.register_buffer("lr_factor", (scales ** -(depth - 2)).to(self.dtype_))
         self.depth, self.steps_per_epoch = depth, steps_per_epoch
+        # not persistent: a resumed run finds a diverged copy again from its non-finite weights at the first step
+        self.register_buffer("diverged", torch.zeros(len(self.alphas), dtype=torch.bool), persistent=False)
         self.test_acc = SweepAccuracy(len(self.alphas))
         self.train_acc = SweepAccuracy(len(self.alphas))
 
@@ -94,14 +102,19 @@ class AlphaSweepModule(BenchModule):
     def training_loss(self, batch: dict[str, Tensor]) -> Tensor:
         losses = self.per_alpha_loss(batch)
         self._last_losses = losses.detach()
-        return (self.lr_factor * losses).sum()
+        self.diverged |= ~torch.isfinite(self._last_losses)
+        weighted = self.lr_factor * losses
+        if self.diverged.any():  # only then: the summed loss of a run without divergence stays bit-identical
+            weighted = torch.where(self.diverged, torch.zeros_like(weighted), weighted)
+        return weighted.sum()
 
     def training_step(self, batch: Any, batch_idx: int) -> Tensor:
         batches = batch if isinstance(batch, list) else [batch]
         for b in batches:
             for _ in range(self.steps_per_epoch):
                 self.optimizer_step_on(b)
-        loss = self._last_losses.mean()  # unweighted mean over alphas, for the progress bar and the NaN guard
+        # unweighted mean over the alphas still training, for the progress bar and the NaN guard
+        loss = self._last_losses[~self.diverged].mean() if self.diverged.any() else self._last_losses.mean()
         self.log("train/loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=1)
         return loss
 
@@ -118,8 +131,12 @@ class AlphaSweepModule(BenchModule):
     def on_test_epoch_end(self) -> None:
         for b in self.trainer.datamodule.train_eval_dataloader():
             self.train_acc.update(self(b["x"].to(self.device)), b["y"].to(self.device))
+        # a copy whose loss or weights went non-finite (the last step can overflow after a finite loss)
+        finite = torch.stack([torch.isfinite(w.flatten(1)).all(1) for w in self.weights]).all(0)
+        diverged = (self.diverged | ~finite).tolist()
         out = {}
         for name, metric in (("test/acc", self.test_acc), ("train/acc", self.train_acc)):
-            for a, v in zip(self.alphas, metric.compute().tolist()):
-                out[point_name(name, alpha=a)] = v
+            for a, v, gone in zip(self.alphas, metric.compute().tolist(), diverged):
+                out[point_name(name, alpha=a)] = math.nan if gone else v
+        out.update({point_name("diverged", alpha=a): 1.0 for a, gone in zip(self.alphas, diverged) if gone})
         self.log_dict(out, sync_dist=False)

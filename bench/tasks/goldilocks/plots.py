@@ -4,6 +4,7 @@ mismatch over random inits."""
 
 from __future__ import annotations
 
+import warnings
 from collections import defaultdict
 from collections.abc import Iterable
 
@@ -36,7 +37,8 @@ def curve(records: list[dict], metric: str, axis: str = "alpha") -> tuple[np.nda
     vals = np.array([[np.nan if p.get(x) is None else p[x] for x in xs] for p in per], dtype=float)
     if not len(xs):
         return xs, xs, xs
-    with np.errstate(all="ignore"):
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # an all-NaN column (diverged in every seed) stays NaN
         return xs, np.nanmean(vals, axis=0), (np.nanstd(vals, axis=0) if len(per) > 1 else np.zeros(len(xs)))
 
 

@@ -7,6 +7,8 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from bench.harness.seeding import bounded_seed
+
 
 @torch.no_grad()
 def extract_features(net: nn.Module, x: Tensor, batch_size: int = 4096) -> np.ndarray:
@@ -35,7 +37,7 @@ class AveragedLogisticHead:
         self.mean = features.mean(0)
         self.scale = features.std(0) + 1e-8
         z = (features - self.mean) / self.scale
-        rng = np.random.default_rng(seed)
+        rng = np.random.default_rng(bounded_seed(seed, "dfr"))
         coefs, intercepts = [], []
         for _ in range(self.num_subsets):
             idx = balanced_subset(groups, rng)

@@ -4,6 +4,7 @@ attention metrics and attention-map figures."""
 from __future__ import annotations
 
 import math
+from types import SimpleNamespace
 from typing import Any
 
 import lightning as L
@@ -80,6 +81,7 @@ class IterationHeadCallback(L.Callback):
         self.reached_epoch: int | None = None
         self.figures: dict[str, Any] = {}
         self.attention_record: dict[str, Any] = {}
+        self.figure_data: dict[str, Any] = {}
         self.pct = round(100 * self.threshold)
 
     # -- over training ---------------------------------------------------------------------------------------
@@ -112,10 +114,20 @@ class IterationHeadCallback(L.Callback):
             trainer.should_stop = True
 
     def state_dict(self) -> dict[str, Any]:
-        return {"history": self.history, "reached_epoch": self.reached_epoch}
+        # the test's attention record too: a finished stage replayed on resume gives the protocol its figures back
+        return {
+            "history": self.history,
+            "reached_epoch": self.reached_epoch,
+            "attention_record": self.attention_record,
+            "figure_data": self.figure_data,
+        }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.history, self.reached_epoch = list(state["history"]), state["reached_epoch"]
+        self.attention_record = dict(state.get("attention_record") or {})
+        self.figure_data = dict(state.get("figure_data") or {})
+        if self.attention_record:
+            self._draw_figures()
 
     # -- test --------------------------------------------------------------------------------------------------
     def on_test_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
@@ -173,12 +185,18 @@ class IterationHeadCallback(L.Callback):
             "history": list(self.history),
             "token_ids": dict(dm.tokens),
         }
-        if self.make_figures:
-            self.figures = {
-                "attention_maps": attention_figure(examples["x"], examples["length"], [m.cpu() for m in maps], dm)
-            }
-            if self.history:
-                self.figures["training_curves"] = curves_figure(self.history, self.threshold)
+        self.figure_data = {"cot": bool(dm.cot), "problem": dm.problem}  # what the figures read of the data
+        self._draw_figures()
+
+    def _draw_figures(self) -> None:
+        """``figures`` from the attention record and ``figure_data`` (so a replayed stage draws the same ones)."""
+        if not self.make_figures:
+            return
+        r = self.attention_record
+        dm = SimpleNamespace(tokens=r["token_ids"], **self.figure_data)
+        self.figures = {"attention_maps": attention_figure(r["tokens"], r["lengths"], r["maps"], dm)}
+        if self.history:
+            self.figures["training_curves"] = curves_figure(self.history, self.threshold)
 
     def _examples(self, dm: Any) -> dict[str, Tensor]:
         test = dm.split("test")

@@ -22,6 +22,7 @@ from torch import Tensor
 
 from bench.data.base import TensorDataModule
 from bench.harness.errors import BenchError
+from bench.harness.seeding import generator as seeded_generator
 
 PROBLEMS = ("copy", "parity", "polynomial")
 SPECIAL = ("bos_copy", "bos_parity", "bos_polynomial", "eoi", "eos")
@@ -219,8 +220,8 @@ class IterationDataModule(TensorDataModule):
         return self.tokens["eoi"]
 
     def build(self) -> dict[str, dict[str, Tensor]]:
-        g = torch.Generator().manual_seed(self.seed)
-        mix = torch.Generator().manual_seed(self.seed + 7919)  # the training mix: not the sequences drawn
+        g = seeded_generator(self.seed, "iteration_heads/sequences")
+        mix = seeded_generator(self.seed + 7919, "iteration_heads/mix")  # the training mix: not the sequences drawn
         size = alphabet_size(self.problem, self.modulus, self.n_symbols)
         parts: dict[str, list[dict[str, Tensor]]] = {"train": [], "test": []}
         self.eval_lengths: list[int] = []

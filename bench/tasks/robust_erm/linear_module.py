@@ -8,8 +8,9 @@ weight w is computed in closed form (four batched tensor ops, ~4x faster than au
 checks it against autograd) and pushed through the model's parametrisation (w = u*u - v*v) by autograd.
 
 Speed: one Lightning step runs ``steps_per_call`` optimizer steps on the raw torch optimizer; Lightning's
-per-step hooks (LightningOptimizer, manual_backward) are not used inside the loop, so this module is
-single-device (there is nothing to distribute in a full-batch problem of this size).
+per-step hooks (LightningOptimizer, manual_backward) are not used inside the loop (only its step counter, which
+checkpointing reads), so this module is single-device (there is nothing to distribute in a full-batch problem of
+this size).
 """
 
 from __future__ import annotations
@@ -113,7 +114,8 @@ class RobustLinearModule(BenchModule):
         if len(batch["index"]) < int(self.train_sizes.max()):
             raise BenchError("the robust_erm linear part trains full-batch; set data.batch_size=null")
         z, weights = self._signed(batch), self._problem_weights(batch["index"])
-        opt = self.optimizers().optimizer  # the raw torch optimizer (see the module docstring)
+        lightning_opt = self.optimizers()
+        opt = lightning_opt.optimizer  # the raw torch optimizer (see the module docstring)
         params = list(self.net.parameters())
         leaf = self.net.weight().is_leaf  # w is the parameter itself (no parametrisation to differentiate)
 
@@ -134,11 +136,15 @@ class RobustLinearModule(BenchModule):
         searches = any(g.get("line_search") for g in opt.param_groups)
         with torch.no_grad():
             for _ in range(self.steps_per_call):
+                # Lightning's step counter counts every step, as BenchModule's: without it global_step stays 0 and
+                # no last.ckpt is ever written (a killed run would restart from zero)
+                lightning_opt._on_before_step()
                 if searches:  # backtracking from lr: the closure gives the risk of each trial step
                     risk = opt.step(risk_and_grads)
                 else:
                     risk = risk_and_grads()
                     opt.step()
+                lightning_opt._on_after_step()
         mean = risk.mean()
         self.log("train/loss", mean, on_step=False, on_epoch=True, prog_bar=True)
         return mean

@@ -25,6 +25,7 @@ METRICS = {
     "prune/class_density/<k>": "kept / size of class k",
     "prune/min_class_density, prune/max_class_density": "extremes over classes",
     "prune/floored_classes": "classes raised to robust_pruning.min_per_class by the floor rule",
+    "prune/drop_perfect_recall_classes": "+drop runs: classes with validation recall 1.0, so DRoP quota 0 (warned)",
     "query/val_recall/<k>": "validation recall of class k, mean over query models (DRoP's input)",
     "query/train_acc": "query models' final training accuracy (mean)",
     "query/early_epoch": "epoch EL2N and GraNd are read at",

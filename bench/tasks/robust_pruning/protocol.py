@@ -20,6 +20,7 @@ The validation split is the datamodule's ``val`` split, or, when it has none (th
 from __future__ import annotations
 
 import hashlib
+import warnings
 
 import numpy as np
 import torch
@@ -298,8 +299,22 @@ def robust_pruning(ctx: RunContext) -> None:
     )
     kept_k = torch.bincount(y[kept], minlength=k)
     class_density = kept_k.double() / sizes.clamp(min=1).double()
+    drop_notes = {}
+    if quota == "drop":
+        perfect = Q.perfect_recall_classes(recall_k)
+        drop_notes["prune/drop_perfect_recall_classes"] = len(perfect)
+        if perfect:
+            val_counts = torch.bincount(view.splits["val"]["y"], minlength=k)
+            warnings.warn(
+                f"DRoP: classes {perfect} have validation recall 1.0 (on {[int(val_counts[c]) for c in perfect]} "
+                f"validation examples), so weight 1 - r = 0 and quota 0 before the floor rule "
+                f"(min_per_class={int(pcfg.min_per_class)}): the formula at face value, recorded as "
+                "prune/drop_perfect_recall_classes",
+                stacklevel=2,
+            )
     ctx.log_metrics(
         {
+            **drop_notes,
             "prune/density": density,
             "prune/kept": len(kept),
             "prune/kept_fraction": len(kept) / len(y),

@@ -20,6 +20,7 @@ import torch
 from torch import Tensor
 
 from bench.harness.errors import BenchError
+from bench.harness.seeding import generator as seeded_generator
 
 QUOTAS = ("score", "drop")
 
@@ -104,8 +105,16 @@ def round_quotas(real: Tensor, total: int, caps: Tensor) -> Tensor:
 def drop_quotas(recall: Tensor, class_sizes: Tensor, keep: int) -> Tensor:
     """DRoP quotas: n_k = keep * (1 - r_k) / sum_j (1 - r_j), capped at the class size with the excess
     redistributed (see :func:`water_fill`), as integers summing to ``keep``."""
+    # A class with validation recall 1.0 gets weight 0, so quota 0 (then the floor rule), however few validation
+    # examples that recall rests on (a handful on a small split): the paper's formula at face value, as the official
+    # code has it. The run records and warns about such classes (perfect_recall_classes, protocol.py).
     real = water_fill(1.0 - recall.double(), float(keep), class_sizes)
     return round_quotas(real, keep, class_sizes)
+
+
+def perfect_recall_classes(recall: Tensor) -> list[int]:
+    """Classes whose validation recall is exactly 1: DRoP's weight 1 - r_k is 0 and their quota 0 before the floor."""
+    return [int(c) for c in torch.nonzero(recall.double() >= 1.0).flatten()]
 
 
 def implied_quotas(score: Tensor, y: Tensor, num_classes: int, keep: int, tie_seed: int) -> Tensor:
@@ -139,7 +148,7 @@ def apply_floor(quotas: Tensor, class_sizes: Tensor, min_per_class: int) -> tupl
 
 def top_indices(score: Tensor, k: int, tie_seed: int) -> Tensor:
     """Indices of the ``k`` highest scores; equal scores in a random order fixed by ``tie_seed``."""
-    perm = torch.randperm(len(score), generator=torch.Generator().manual_seed(int(tie_seed)))
+    perm = torch.randperm(len(score), generator=seeded_generator(int(tie_seed), "ties"))
     order = torch.sort(score[perm].double(), descending=True, stable=True).indices
     return perm[order[:k]]
 
