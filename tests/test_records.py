@@ -80,3 +80,25 @@ def test_config_hash_ignores_output_locations_but_not_hyperparameters():
         "trainer": {"enable_progress_bar": True},
     }
     assert config_hash(a) == config_hash(b) != config_hash(c)
+
+
+def test_the_record_keeps_the_input_statistics_the_run_used_where_its_config_said_null(run_bench):
+    """neural_collapse standardises with the training split's statistics when model.mean / model.std are null: the
+    record's config keeps the null (the run hash), ``filled_config`` the values the net was built with."""
+    import torch
+    from hydra.utils import instantiate
+
+    from bench.data.statistics import input_statistics
+    from bench.harness.config import compose
+
+    overrides = ["task=neural_collapse", "profile=smoke", "attack=none", "trainer.max_epochs=1"]
+    rec = run_bench(overrides)
+    assert rec["config"]["model"]["mean"] is None and rec["config"]["model"]["std"] is None
+    dm = instantiate(compose(overrides).data)
+    dm.setup("fit")
+    mean, std = input_statistics(dm)
+    filled = rec["filled_config"]
+    assert torch.allclose(torch.as_tensor(filled["model.mean"]), torch.as_tensor(mean).float())
+    assert torch.allclose(torch.as_tensor(filled["model.std"]), torch.as_tensor(std).float())
+    assert filled["model.num_classes"] == 10 and filled["model.input_shape"] == list(dm.input_shape)
+    validate(rec)

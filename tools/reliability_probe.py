@@ -57,8 +57,13 @@ def bench(args: list[str], case_dir: Path, timeout: float = 600, **popen) -> sub
     cwd.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "WANDB_MODE": "offline", "WANDB_SILENT": "true", "MPLBACKEND": "Agg", "PYTHONPATH": str(ROOT)}
     argv = [sys.executable, "-m", "bench", *args]
-    if args and args[0] in ("fit", "verify") and not any(a.startswith("results_dir=") for a in args):
-        argv += [f"results_dir={out / 'results'}", f"work_dir={out / 'runs'}"]
+    if args and args[0] in ("fit", "verify"):
+        # the case's own value wins: Hydra takes the last override, so only missing keys are added
+        argv += [
+            f"{k}={out / d}"
+            for k, d in (("results_dir", "results"), ("work_dir", "runs"))
+            if not any(a.startswith(f"{k}=") for a in args)
+        ]
         if not any(a.startswith("logger=") for a in args):
             argv.append("logger=none")
         if args[0] == "fit":
@@ -204,7 +209,7 @@ def multi_stage(task: str, overrides: list[str]) -> Callable:
         p = subprocess.Popen(argv, cwd=case_dir / "cwd", env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         killed = False
         while p.poll() is None:
-            if list((out / "runs").rglob("stages/*/done.json")):
+            if any("stages" in p.parts for p in (out / "runs").rglob("done.json")):  # stage names may hold "/"
                 p.kill()
                 killed = True
                 break

@@ -60,6 +60,17 @@ def plain_config(node: Any) -> Any:
 atomic_torch_save = save_atomic  # one atomic torch.save (bench.harness.checkpoint, through bench.harness.atomic)
 
 
+def _plain_value(value: Any) -> Any:
+    """A JSON-able copy of a value passed to a component (tensors and arrays as lists, numbers as numbers)."""
+    if isinstance(value, torch.Tensor) or hasattr(value, "tolist"):
+        return value.tolist()
+    if isinstance(value, (list, tuple)):
+        return [_plain_value(v) for v in value]
+    if isinstance(value, (bool, int, float, str)) or value is None:
+        return value
+    return repr(value)
+
+
 def _slurm_requeue_checkpoints(stage_dir: Path) -> list[Path]:
     """The checkpoints Lightning's SLURM plugin saved in a stage folder on its requeue signal (SLURM only)."""
     from lightning.fabric.plugins.environments import SLURMEnvironment
@@ -81,6 +92,7 @@ class RunContext:
         self.user_checkpoint: tuple[str, Path] | None = None  # (stage, file) of ckpt_path=<file>
         self.user_checkpoint_used = False
         self.replayed_stages: list[str] = []  # stages reloaded from their done marker instead of trained
+        self.filled_config: dict[str, Any] = {}  # "model.mean" -> the value used where the config said null
 
     # -- building components from config -------------------------------------------------------------------
     def build_datamodule(self, cfg: Any = None, **kwargs: Any):
@@ -89,10 +101,16 @@ class RunContext:
         return dm
 
     def build_net(self, datamodule=None, cfg: Any = None, **kwargs: Any) -> torch.nn.Module:
-        """The ``model`` config, given ``input_shape`` and ``num_classes`` from the datamodule."""
+        """The ``model`` config, given ``input_shape`` and ``num_classes`` from the datamodule. Values passed in for
+        keys the ``model`` config leaves null or unset (the data's shape, its input statistics) are what the run
+        used: the record keeps them under ``filled_config`` (its ``config`` keeps the null the run was hashed on)."""
         if datamodule is not None:
             kwargs.setdefault("input_shape", list(datamodule.input_shape))
             kwargs.setdefault("num_classes", datamodule.num_classes)
+        if cfg is None:
+            for key, value in kwargs.items():
+                if self.cfg.model.get(key) is None:
+                    self.filled_config.setdefault(f"model.{key}", _plain_value(value))
         return instantiate(cfg if cfg is not None else self.cfg.model, **kwargs)
 
     def optimizer_factory(self, cfg: Any = None):
@@ -382,10 +400,12 @@ class RunContext:
             self.metrics.update(replay["metrics"])
             self.validity.update(replay["validity"])
             self.artifacts.update(replay["artifacts"])
+            for k, v in replay.get("filled_config", {}).items():  # caches written before it lack it
+                self.filled_config.setdefault(k, v)
             for lg in self.loggers:
                 lg.log_metrics({k: v for k, v in replay["metrics"].items() if v is not None})
             return torch.load(result_file, map_location="cpu", weights_only=True)
-        before = (dict(self.metrics), dict(self.validity), dict(self.artifacts))
+        before = (dict(self.metrics), dict(self.validity), dict(self.artifacts), dict(self.filled_config))
         replays_before = len(self.replayed_stages)
         # every stage fitted inside derives its seed from the cached stage's seed, not the run's: the result
         # depends on the key alone, whichever run computes it first
@@ -404,6 +424,7 @@ class RunContext:
             "metrics": {k: v for k, v in self.metrics.items() if before[0].get(k, _MISSING) != v},
             "validity": {k: v for k, v in self.validity.items() if k not in before[1]},
             "artifacts": {k: v for k, v in self.artifacts.items() if k not in before[2]},
+            "filled_config": {k: v for k, v in self.filled_config.items() if k not in before[3]},
         }
         if int(os.environ.get("LOCAL_RANK", os.environ.get("RANK", "0"))) == 0:
             atomic_torch_save(result, result_file)

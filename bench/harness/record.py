@@ -132,7 +132,10 @@ _TYPES: dict[str, tuple[type, ...]] = {
     "wandb_run_id": (str, type(None)),
 }
 # Fields added after schema 2 was fixed: records written before them stay valid without them.
-OPTIONAL_FIELDS = {"cpu_s": (int, float, type(None))}  # CPU seconds of the run (every thread, child processes)
+OPTIONAL_FIELDS = {
+    "cpu_s": (int, float, type(None)),  # CPU seconds of the run (every thread, child processes)
+    "filled_config": (dict,),  # values the run used where its config said null (records before it lack it)
+}
 
 
 def validate(record: Any) -> None:

@@ -291,6 +291,7 @@ def _run_in(
         "validity": ctx.validity,
         "claims": [],
         "artifacts": dict(sorted(ctx.artifacts.items())),
+        "filled_config": dict(sorted(ctx.filled_config.items())),
         "git_sha": git_sha(),
         "bench_version": bench.__version__,
         "package_versions": package_versions(),
