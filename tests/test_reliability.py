@@ -469,3 +469,42 @@ def run_fit_with_interval(overrides, base, seconds):
 
     extra = [f"results_dir={base / 'results'}", f"work_dir={base / 'runs'}", "print_summary=false", "logger=none"]
     return run_fit(compose([*overrides, *extra, f"checkpoint_min_interval_s={seconds}"]))
+
+
+# -- first contact: a failed first try leaves no empty run folder; a resume with nothing to resume says so ----------
+def test_a_run_that_fails_before_writing_anything_leaves_no_run_folder(tmp_path, monkeypatch):
+    from bench.harness.context import RunContext
+
+    def refuse(self, *args, **kwargs):
+        raise BenchError("this data cannot be built here")
+
+    monkeypatch.setattr(RunContext, "build_datamodule", refuse)
+    with pytest.raises(BenchError, match="cannot be built"):
+        fit(["task=neural_collapse", "profile=smoke"], tmp_path)
+    task_dir = tmp_path / "runs" / "neural_collapse"
+    assert not task_dir.exists() or not list(task_dir.iterdir()), list(task_dir.rglob("*"))
+
+
+def test_a_failed_run_keeps_a_run_folder_that_holds_files(tmp_path, monkeypatch):
+    from bench.harness.run import remove_if_empty
+
+    (tmp_path / "run" / "stages" / "main").mkdir(parents=True)
+    (tmp_path / "run" / ".lock").write_text("pid 1\n")
+    (tmp_path / "run" / "stages" / "main" / "last.ckpt").write_text("x")
+    remove_if_empty(tmp_path / "run")
+    assert (tmp_path / "run" / "stages" / "main" / "last.ckpt").is_file()
+    (tmp_path / "run" / "stages" / "main" / "last.ckpt").unlink()
+    remove_if_empty(tmp_path / "run")
+    assert not (tmp_path / "run").exists()
+
+
+def test_resume_before_the_first_checkpoint_says_the_stage_starts_again(tmp_path, capsys):
+    ov = [*FAST_NC, "trainer.max_epochs=2"]
+    with pytest.raises(RunInterrupted):
+        fit([*ov, INTERRUPT, "+callbacks.interrupt.epoch=0"], tmp_path, run_id="r")
+    assert not list((tmp_path / "runs").rglob("last.ckpt"))  # stopped before its first checkpoint
+    capsys.readouterr()
+    rec = fit([*ov, INTERRUPT, "+callbacks.interrupt.epoch=99", "ckpt_path=last"], tmp_path, run_id="r")
+    err = capsys.readouterr().err
+    assert "stage 'main' has no checkpoint to continue from" in err and "starts from its beginning" in err
+    assert rec["metrics"]["test/acc"] is not None

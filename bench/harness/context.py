@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import time
 from collections.abc import Callable, Iterable
 from contextlib import contextmanager
@@ -232,6 +233,14 @@ class RunContext:
         if _slurm_requeue_checkpoints(sdir):
             return None  # a requeued SLURM job: Lightning resumes from its own (newer) hpc checkpoint
         last = sdir / "last.ckpt"
+        if self.resume and not last.is_file() and int(os.environ.get("LOCAL_RANK", os.environ.get("RANK", "0"))) == 0:
+            # say so: a user who asked to continue would otherwise not know the stage's work is done again
+            print(
+                f"warning: ckpt_path=last: stage {stage!r} has no checkpoint to continue from (it had not started, "
+                "was stopped before its first checkpoint, or checkpoint_min_interval_s had not passed): it starts "
+                "from its beginning",
+                file=sys.stderr,
+            )
         return str(last) if self.resume and last.is_file() else None
 
     def fit(

@@ -15,7 +15,7 @@ from omegaconf import DictConfig, OmegaConf
 import bench
 from bench.harness.checkpoint import run_signals
 from bench.harness.claims import RecordSet, evaluate, load_claims
-from bench.harness.errors import BenchError
+from bench.harness.errors import BenchError, RunInterrupted
 from bench.harness.provenance import git_sha, package_versions
 from bench.harness.record import SCHEMA_VERSION, check_plain_name, config_hash, write_record
 from bench.harness.spec import headline, run_label
@@ -145,11 +145,27 @@ def run_fit(cfg: DictConfig) -> dict:
     if rank == 0:
         check_writable(Path(str(cfg.results_dir)) / task, "results_dir")
         check_writable(run_dir.parent, "work_dir")  # a file or a read-only folder: one line, before training
+    created = not run_dir.exists()
     run_dir.mkdir(parents=True, exist_ok=True)
-    with run_lock(run_dir, rank), run_signals():
-        if not resume and rank == 0:
-            shutil.rmtree(run_dir / "stages", ignore_errors=True)  # a fresh run starts from nothing
-        return _run_in(cfg, (t0, cpu0), task, run_id, h, g, run_dir, rank, resume, user_checkpoint)
+    try:
+        with run_lock(run_dir, rank), run_signals():
+            if not resume and rank == 0:
+                shutil.rmtree(run_dir / "stages", ignore_errors=True)  # a fresh run starts from nothing
+            return _run_in(cfg, (t0, cpu0), task, run_id, h, g, run_dir, rank, resume, user_checkpoint)
+    except Exception as e:
+        # an interrupted run keeps its folder: its resume line says ckpt_path=last, which needs it
+        if created and rank == 0 and not isinstance(e, RunInterrupted):
+            remove_if_empty(run_dir)
+        raise
+
+
+def remove_if_empty(run_dir: Path) -> None:
+    """Remove a run folder this invocation created when the run failed before writing anything into it (its lock
+    file and empty stage folders aside): a failed first try leaves no empty folder behind. A folder holding any
+    file (a checkpoint to resume, logs to read) is kept."""
+    files = [p for p in run_dir.rglob("*") if not p.is_dir() and p != run_dir / ".lock"]
+    if not files:
+        shutil.rmtree(run_dir, ignore_errors=True)
 
 
 def resume_plan(cfg: DictConfig, run_dir: Path) -> tuple[bool, tuple[str, Path] | None]:
