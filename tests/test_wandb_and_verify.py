@@ -67,8 +67,9 @@ def test_online_wandb_without_login_is_one_line_before_training(run_bench, tmp_p
     with pytest.raises(BenchError, match=r"wandb login.*WANDB_API_KEY") as e:
         run_bench(["task=fixture", "logger=wandb", "logger.wandb.offline=false"])
     assert "\n" not in str(e.value)
-    run_dir = next((tmp_path / "runs" / "fixture").iterdir())
-    assert not (run_dir / "stages").exists(), "nothing was trained"
+    task_dir = tmp_path / "runs" / "fixture"
+    assert not list(task_dir.rglob("stages/*")), "nothing was trained"
+    assert not task_dir.exists() or not list(task_dir.iterdir()), "the failed run left no empty run folder"
     monkeypatch.setenv("WANDB_API_KEY", "x" * 40)
     check_login({"offline": False})  # a key is configured: no refusal
 

@@ -14,6 +14,7 @@ times) and exists to re-run the issue's probe by hand.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import os
@@ -141,9 +142,14 @@ def signal_case(sig: int, expect: int, command: str = "fit", jobs: int = 0) -> C
         p.send_signal(sig)
         try:
             stdout, stderr = p.communicate(timeout=120)
-        except subprocess.TimeoutExpired:
-            p.kill()
+        except subprocess.TimeoutExpired:  # its children may hold the pipes open after it ended: count, then end them
+            alive = [c for c in children if _alive(c)]
+            for pid in [p.pid, *alive]:
+                with contextlib.suppress(OSError):
+                    os.kill(pid, signal.SIGKILL)
             stdout, stderr = p.communicate()
+            r = subprocess.CompletedProcess(argv, p.returncode, stdout, stderr)
+            return False, f"rc {p.returncode}; no exit within 120 s; {len(alive)} child processes left running", [r]
         time.sleep(3)
         alive = [c for c in children if _alive(c)]
         for c in alive:
